@@ -1,0 +1,134 @@
+//! `o365-collector`: the operator CLI — local runs, the demo, tenants, the emulator.
+
+mod demo;
+mod local;
+mod tenants;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "o365-collector",
+    version,
+    about = "Collect every Microsoft 365 audit record into your own AWS account (or a local folder)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Collect a day of audit content from the bundled emulator into a folder and show what was
+    /// collected (no tenant or AWS account needed).
+    Demo {
+        /// Output folder.
+        #[arg(long, default_value = "demo-out")]
+        out: PathBuf,
+    },
+    /// Collect with the lister and fetchers in one process, as configured in a TOML file
+    /// (docs/config.md).
+    Run {
+        /// Configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// One pass, then exit (default: a pass every `interval_seconds`).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Manage the tenants stored in the state table (or a local state file).
+    Tenants {
+        #[command(subcommand)]
+        command: tenants::TenantsCommand,
+        #[command(flatten)]
+        store: local::StoreArgs,
+    },
+    /// Serve the emulator of Microsoft's endpoints (token, Management Activity API, Graph).
+    Emulate {
+        /// Scenario file (TOML, see docs/emulator.md); default: the bundled demo scenario.
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Port on 127.0.0.1 (0 = any free port).
+        #[arg(long, default_value_t = 8765)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+    },
+}
+
+fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("O365_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo { out } => {
+            init_tracing("warn");
+            demo::run(&out).await
+        }
+        Command::Run { config, once } => {
+            init_tracing("info");
+            local::run(&config, once).await
+        }
+        Command::Tenants { command, store } => {
+            init_tracing("warn");
+            tenants::run(command, &store).await
+        }
+        Command::Emulate {
+            scenario,
+            port,
+            host,
+        } => {
+            init_tracing("info");
+            emulate(scenario, SocketAddr::new(host, port)).await
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn emulate(path: Option<PathBuf>, addr: SocketAddr) -> Result<ExitCode, String> {
+    let scenario = match &path {
+        Some(p) => o365_emulator::Scenario::from_file(p),
+        None => o365_emulator::Scenario::demo(),
+    }
+    .map_err(|e| e.to_string())?;
+    let tenants: Vec<String> = scenario
+        .tenants
+        .iter()
+        .map(|t| format!("{} ({})", t.id, t.cloud.slug()))
+        .collect();
+    let emu = o365_emulator::Emulator::start_on(scenario, addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    println!("emulator listening on {}", emu.base_url());
+    println!("  tenants: {}", tenants.join(", "));
+    for cloud in o365_emulator::Cloud::ALL {
+        println!("  {:<10} {}", cloud.slug(), emu.cloud_url(cloud));
+    }
+    println!(
+        "  ground truth: {0}/_emulator/truth   request log: {0}/_emulator/requests",
+        emu.base_url()
+    );
+    println!("press Ctrl-C to stop");
+    emu.serve_until_ctrl_c().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,9 @@
+//! The emulator, exercised from the outside over HTTP.
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
+
+mod activity;
+mod common;
+mod faults;
+mod graph;
+mod token;

@@ -1,0 +1,110 @@
+//! The production [`ApiProvider`]: one Management API client per tenant, built from the
+//! tenant's credential reference on first use and kept for the life of the process (a warm
+//! Lambda reuses its tokens).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::{ApiProvider, SetupError};
+use crate::api::ManagementClient;
+use crate::auth::{Credential, TokenProvider};
+use crate::model::{CredentialRef, Tenant, TenantId};
+use crate::retry::RetryPolicy;
+use crate::secrets::SecretLoader;
+
+/// Builds and caches per-tenant clients.
+pub struct TenantClients<L> {
+    http: reqwest::Client,
+    loader: L,
+    retry: RetryPolicy,
+    deadline: std::sync::Mutex<Option<Instant>>,
+    cache: tokio::sync::Mutex<HashMap<TenantId, (Tenant, Arc<ManagementClient>)>>,
+}
+
+impl<L> std::fmt::Debug for TenantClients<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantClients").finish_non_exhaustive()
+    }
+}
+
+impl<L: SecretLoader> TenantClients<L> {
+    /// Clients that load credentials through `loader`; `http` must come from
+    /// [`crate::api::http_client`] (no redirects).
+    pub fn new(http: reqwest::Client, loader: L, retry: RetryPolicy) -> Self {
+        TenantClients {
+            http,
+            loader,
+            retry,
+            deadline: std::sync::Mutex::new(None),
+            cache: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Clients handed out from now on never sleep past `deadline` (set per Lambda invocation).
+    pub fn set_deadline(&self, deadline: Option<Instant>) {
+        *self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
+    }
+
+    async fn build(&self, tenant: &Tenant) -> Result<ManagementClient, SetupError> {
+        let setup = |message: String| SetupError {
+            tenant: tenant.id.to_string(),
+            message,
+        };
+        let credential = match &tenant.credential {
+            CredentialRef::Secret { secret } => {
+                let s = self
+                    .loader
+                    .load(secret)
+                    .await
+                    .map_err(|e| setup(e.to_string()))?;
+                Credential::secret(s.expose().to_owned())
+            }
+            CredentialRef::Certificate { pem, alg } => {
+                let s = self
+                    .loader
+                    .load(pem)
+                    .await
+                    .map_err(|e| setup(e.to_string()))?;
+                Credential::certificate_from_pem(s.expose(), *alg)
+                    .map_err(|e| setup(e.to_string()))?
+            }
+        };
+        let tokens = Arc::new(TokenProvider::new(self.http.clone(), tenant, credential));
+        Ok(ManagementClient::new(
+            self.http.clone(),
+            tenant,
+            tokens,
+            self.retry,
+        ))
+    }
+}
+
+impl<L: SecretLoader> ApiProvider for TenantClients<L> {
+    type Api = ManagementClient;
+
+    async fn api(&self, tenant: &Tenant) -> Result<Arc<ManagementClient>, SetupError> {
+        let mut cache = self.cache.lock().await;
+        let client = match cache.get(&tenant.id) {
+            Some((cached, client)) if cached == tenant => client.clone(),
+            _ => {
+                let client = Arc::new(self.build(tenant).await?);
+                cache.insert(tenant.id.clone(), (tenant.clone(), client.clone()));
+                client
+            }
+        };
+        drop(cache);
+        let deadline = *self
+            .deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(match deadline {
+            Some(d) => Arc::new(client.with_deadline(d)),
+            None => client,
+        })
+    }
+}

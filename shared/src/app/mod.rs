@@ -1,0 +1,95 @@
+//! Use cases: one per function, written against the ports only (no AWS or environment types),
+//! so Lambda handlers, the local runner and tests drive the same code.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::api::ActivityApi;
+use crate::model::Tenant;
+
+pub mod clients;
+pub mod fetcher;
+pub mod lister;
+pub mod local;
+pub mod subscriptions;
+
+/// A tenant's Management API client could not be built (credential missing or unreadable).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("tenant {tenant}: {message}")]
+pub struct SetupError {
+    /// Tenant id.
+    pub tenant: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// Gives the Management API client of a tenant (built once per process and reused).
+pub trait ApiProvider: Send + Sync {
+    /// The client type.
+    type Api: ActivityApi + 'static;
+
+    /// The client of `tenant`.
+    ///
+    /// # Errors
+    /// [`SetupError`] when its credential cannot be loaded.
+    fn api(
+        &self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<Arc<Self::Api>, SetupError>> + Send;
+}
+
+/// The clock, injected so tests can move time.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+/// Wall-clock time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+}
+
+/// Wall-clock time shifted by a fixed offset (tests that move an emulator's clock move this one
+/// by the same amount).
+#[derive(Debug, Default)]
+pub struct OffsetClock {
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl OffsetClock {
+    /// Moves the clock forward.
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_ms
+            .fetch_add(by.num_milliseconds(), std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+            + chrono::Duration::milliseconds(
+                self.offset_ms.load(std::sync::atomic::Ordering::SeqCst),
+            )
+    }
+}
+
+impl<T: ApiProvider + ?Sized> ApiProvider for Arc<T> {
+    type Api = T::Api;
+    fn api(
+        &self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<Arc<Self::Api>, SetupError>> + Send {
+        (**self).api(tenant)
+    }
+}
+
+impl<T: Clock + ?Sized> Clock for Arc<T> {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (**self).now()
+    }
+}

@@ -1,0 +1,26 @@
+//! o365-collector's library: every piece of domain logic, behind small ports.
+//!
+//! ```text
+//! EventBridge ─► lister ──► SQS ──► fetcher ──► S3 (gzip NDJSON)
+//!                  │                  │
+//!                  └──── DynamoDB: tenants, cursors, blob ledger ────┘
+//! subscriptions (daily): ensure every tenant's content types are started
+//! ```
+//!
+//! | module | what |
+//! |---|---|
+//! | [`model`] | content types, windows, tenants (pure types) |
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod aws;
+pub mod config;
+pub mod lambda;
+pub mod model;
+pub mod queue;
+pub mod retry;
+pub mod secrets;
+pub mod sink;
+pub mod store;

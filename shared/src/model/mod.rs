@@ -1,0 +1,16 @@
+//! Pure domain types: no I/O.
+
+mod content;
+mod cursor;
+mod job;
+mod tenant;
+
+pub use content::{
+    ContentBlob, ContentType, MAX_LOOKBACK, MAX_WINDOW, UnknownContentType, Window, WindowError,
+};
+pub use cursor::{BlobState, Cursor, LedgerEntry, Versioned};
+pub use job::{FetchJob, JOB_VERSION, JobError, MAX_JOB_BYTES};
+pub use tenant::{
+    AssertionAlg, CloudKind, CredentialRef, Endpoints, InvalidTenantId, SecretRef, Tenant,
+    TenantId, TokenEndpoint,
+};

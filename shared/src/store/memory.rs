@@ -1,0 +1,412 @@
+//! [`StateStore`] in memory, for unit tests of the use cases.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use chrono::{DateTime, Utc};
+
+use super::{Claim, StateStore, StoreError, ledger_ttl, may_replace};
+use crate::model::{
+    BlobState, ContentBlob, ContentType, Cursor, LedgerEntry, Tenant, TenantId, Versioned,
+};
+
+/// True when a ledger item whose TTL attribute is `expires_at` (epoch seconds, as DynamoDB
+/// stores it) is past its TTL at `now`. Shared by the adapters so they agree to the second.
+pub(super) fn is_expired(expires_at: i64, now: DateTime<Utc>) -> bool {
+    expires_at <= now.timestamp()
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tenants: BTreeMap<TenantId, Tenant>,
+    cursors: BTreeMap<(TenantId, ContentType), Versioned<Cursor>>,
+    /// Entry and its TTL (epoch seconds).
+    ledger: BTreeMap<(TenantId, String), (LedgerEntry, i64)>,
+}
+
+/// The state store in memory, with the same semantics as the others (versions, conditional
+/// saves, claims, done never reverting, TTL filtering on read). Clones share the same state.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl MemoryStore {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl StateStore for MemoryStore {
+    async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        self.lock()
+            .tenants
+            .insert(tenant.id.clone(), tenant.clone());
+        Ok(())
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        Ok(self.lock().tenants.values().cloned().collect())
+    }
+
+    async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
+        Ok(self.lock().tenants.remove(id).is_some())
+    }
+
+    async fn load_cursor(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+    ) -> Result<Option<Versioned<Cursor>>, StoreError> {
+        Ok(self
+            .lock()
+            .cursors
+            .get(&(tenant.clone(), content_type))
+            .cloned())
+    }
+
+    async fn save_cursor(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+        cursor: &Cursor,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let key = (tenant.clone(), content_type);
+        let current = state.cursors.get(&key).map(|c| c.version);
+        if current != expected {
+            return Err(StoreError::Conflict {
+                what: format!("cursor {tenant}/{content_type}"),
+                expected,
+            });
+        }
+        let version = expected.map_or(1, |v| v + 1);
+        state.cursors.insert(
+            key,
+            Versioned {
+                value: cursor.clone(),
+                version,
+            },
+        );
+        Ok(version)
+    }
+
+    async fn claim_blob(
+        &self,
+        tenant: &TenantId,
+        blob: &ContentBlob,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let mut state = self.lock();
+        let key = (tenant.clone(), blob.content_id.clone());
+        if let Some((entry, expires_at)) = state.ledger.get(&key)
+            && !is_expired(*expires_at, now)
+        {
+            return Ok(Claim::Existing(entry.clone()));
+        }
+        let entry = LedgerEntry {
+            state: BlobState::Pending,
+            updated_at: now,
+            records: None,
+            object_key: None,
+            reason: None,
+        };
+        state
+            .ledger
+            .insert(key, (entry, ledger_ttl(blob).timestamp()));
+        Ok(Claim::New)
+    }
+
+    async fn set_blob_state(
+        &self,
+        tenant: &TenantId,
+        blob: &ContentBlob,
+        entry: &LedgerEntry,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let key = (tenant.clone(), blob.content_id.clone());
+        if let Some((current, expires_at)) = state.ledger.get(&key)
+            && !is_expired(*expires_at, entry.updated_at)
+            && !may_replace(current.state, entry.state)
+        {
+            return Ok(());
+        }
+        state
+            .ledger
+            .insert(key, (entry.clone(), ledger_ttl(blob).timestamp()));
+        Ok(())
+    }
+
+    async fn blob_entry(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        Ok(self
+            .lock()
+            .ledger
+            .get(&(tenant.clone(), content_id.to_owned()))
+            .filter(|(_, expires_at)| !is_expired(*expires_at, now))
+            .map(|(entry, _)| entry.clone()))
+    }
+}
+
+/// The contract every [`StateStore`] adapter keeps, run against the in-process ones (the
+/// DynamoDB one is checked against moto by the integration tests).
+#[cfg(test)]
+pub(super) mod contract {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::model::{CloudKind, CredentialRef, Endpoints, SecretRef, TokenEndpoint};
+
+    pub(crate) fn tenant(id: &str, enabled: bool) -> Tenant {
+        Tenant {
+            id: TenantId::parse(id).unwrap(),
+            name: Some(format!("tenant {id}")),
+            cloud: CloudKind::Commercial,
+            endpoints: Endpoints::preset(CloudKind::Commercial).unwrap(),
+            client_id: "11111111-2222-3333-4444-555555555555".into(),
+            credential: CredentialRef::Secret {
+                secret: SecretRef::Env("O365_SECRET".into()),
+            },
+            token_endpoint: TokenEndpoint::V2,
+            content_types: vec![ContentType::Exchange, ContentType::General],
+            publisher_id: id.into(),
+            enabled,
+        }
+    }
+
+    pub(crate) fn blob(id: &str, expiration: DateTime<Utc>) -> ContentBlob {
+        ContentBlob {
+            content_type: ContentType::Exchange,
+            content_id: id.into(),
+            content_uri: format!("https://manage.office.com/api/v1.0/t/activity/feed/audit/{id}"),
+            content_created: expiration - Duration::days(7),
+            content_expiration: expiration,
+        }
+    }
+
+    fn entry(state: BlobState, at: DateTime<Utc>) -> LedgerEntry {
+        LedgerEntry {
+            state,
+            updated_at: at,
+            records: (state == BlobState::Done).then_some(42),
+            object_key: (state == BlobState::Done)
+                .then(|| "tenant/Audit.Exchange/x.json.gz".into()),
+            reason: None,
+        }
+    }
+
+    /// Runs every check on a fresh, empty store.
+    pub(crate) async fn run<S: StateStore>(store: &S) {
+        tenants(store).await;
+        cursors(store).await;
+        ledger(store).await;
+    }
+
+    async fn tenants<S: StateStore>(store: &S) {
+        let b = tenant("bbbbbbbb-0000-4000-8000-000000000002", false);
+        let a = tenant("aaaaaaaa-0000-4000-8000-000000000001", true);
+        assert!(store.list_tenants().await.unwrap().is_empty());
+        store.put_tenant(&b).await.unwrap();
+        store.put_tenant(&a).await.unwrap();
+        assert_eq!(
+            store.list_tenants().await.unwrap(),
+            vec![a.clone(), b.clone()],
+            "ordered by id"
+        );
+        let mut b2 = b.clone();
+        b2.enabled = true;
+        store.put_tenant(&b2).await.unwrap();
+        assert_eq!(
+            store.list_tenants().await.unwrap(),
+            vec![a.clone(), b2],
+            "replaced"
+        );
+        assert!(store.delete_tenant(&b.id).await.unwrap());
+        assert!(!store.delete_tenant(&b.id).await.unwrap());
+        assert_eq!(store.list_tenants().await.unwrap(), vec![a]);
+    }
+
+    async fn cursors<S: StateStore>(store: &S) {
+        let t = TenantId::parse("cccccccc-0000-4000-8000-000000000003").unwrap();
+        let ct = ContentType::SharePoint;
+        assert_eq!(store.load_cursor(&t, ct).await.unwrap(), None);
+        let c1 = Cursor {
+            listed_until: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            deep_relist_at: None,
+        };
+        assert!(matches!(
+            store.save_cursor(&t, ct, &c1, Some(1)).await,
+            Err(StoreError::Conflict {
+                expected: Some(1),
+                ..
+            })
+        ));
+        assert_eq!(store.save_cursor(&t, ct, &c1, None).await.unwrap(), 1);
+        let err = store.save_cursor(&t, ct, &c1, None).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict { expected: None, .. }),
+            "{err}"
+        );
+        assert!(err.is_retryable());
+        let c2 = Cursor {
+            listed_until: c1.listed_until + Duration::hours(1),
+            deep_relist_at: Some(c1.listed_until),
+        };
+        assert_eq!(store.save_cursor(&t, ct, &c2, Some(1)).await.unwrap(), 2);
+        assert!(matches!(
+            store.save_cursor(&t, ct, &c1, Some(1)).await,
+            Err(StoreError::Conflict {
+                expected: Some(1),
+                ..
+            })
+        ));
+        assert_eq!(
+            store.load_cursor(&t, ct).await.unwrap(),
+            Some(Versioned {
+                value: c2,
+                version: 2
+            })
+        );
+        assert_eq!(
+            store.load_cursor(&t, ContentType::Exchange).await.unwrap(),
+            None,
+            "per content type"
+        );
+    }
+
+    async fn ledger<S: StateStore>(store: &S) {
+        let t = TenantId::parse("dddddddd-0000-4000-8000-000000000004").unwrap();
+        let other = TenantId::parse("eeeeeeee-0000-4000-8000-000000000005").unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let b = blob("20261122$abc$audit_exchange", now + Duration::days(7));
+
+        assert_eq!(
+            store.blob_entry(&t, &b.content_id, now).await.unwrap(),
+            None
+        );
+        assert_eq!(store.claim_blob(&t, &b, now).await.unwrap(), Claim::New);
+        let pending = entry(BlobState::Pending, now);
+        assert_eq!(
+            store
+                .claim_blob(&t, &b, now + Duration::seconds(5))
+                .await
+                .unwrap(),
+            Claim::Existing(pending.clone()),
+            "the second claim sees the first"
+        );
+        assert_eq!(
+            store.claim_blob(&other, &b, now).await.unwrap(),
+            Claim::New,
+            "per tenant"
+        );
+        assert_eq!(
+            store.blob_entry(&t, &b.content_id, now).await.unwrap(),
+            Some(pending)
+        );
+
+        let enqueued = entry(BlobState::Enqueued, now + Duration::seconds(1));
+        store.set_blob_state(&t, &b, &enqueued).await.unwrap();
+        assert_eq!(
+            store.blob_entry(&t, &b.content_id, now).await.unwrap(),
+            Some(enqueued.clone())
+        );
+        let done = entry(BlobState::Done, now + Duration::seconds(2));
+        store.set_blob_state(&t, &b, &done).await.unwrap();
+        // A late duplicate job must not turn done back into enqueued (or failed).
+        store.set_blob_state(&t, &b, &enqueued).await.unwrap();
+        store
+            .set_blob_state(
+                &t,
+                &b,
+                &entry(BlobState::Failed, now + Duration::seconds(3)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.blob_entry(&t, &b.content_id, now).await.unwrap(),
+            Some(done.clone())
+        );
+        assert_eq!(
+            store.claim_blob(&t, &b, now).await.unwrap(),
+            Claim::Existing(done.clone())
+        );
+        // Done may be rewritten by done (a re-fetch records its new details).
+        let done2 = LedgerEntry {
+            records: Some(43),
+            ..entry(BlobState::Done, now + Duration::seconds(4))
+        };
+        store.set_blob_state(&t, &b, &done2).await.unwrap();
+        assert_eq!(
+            store.blob_entry(&t, &b.content_id, now).await.unwrap(),
+            Some(done2)
+        );
+
+        // set_blob_state creates a missing entry (a job whose claim aged out).
+        let fresh = blob("20261122$fresh", now + Duration::days(7));
+        let expired_state = LedgerEntry {
+            reason: Some("contentExpiration passed".into()),
+            ..entry(BlobState::Expired, now)
+        };
+        store
+            .set_blob_state(&t, &fresh, &expired_state)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.blob_entry(&t, &fresh.content_id, now).await.unwrap(),
+            Some(expired_state)
+        );
+
+        // Past its TTL (a day after contentExpiration) an entry reads as absent and a claim
+        // overwrites it, even a done one.
+        let old = blob("20261115$old", now - Duration::hours(25));
+        store
+            .set_blob_state(&t, &old, &entry(BlobState::Done, now - Duration::days(2)))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.blob_entry(&t, &old.content_id, now).await.unwrap(),
+            None
+        );
+        let before_ttl = now - Duration::hours(2);
+        assert!(
+            store
+                .blob_entry(&t, &old.content_id, before_ttl)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(store.claim_blob(&t, &old, now).await.unwrap(), Claim::New);
+        assert_eq!(
+            store
+                .blob_entry(&t, &old.content_id, now - Duration::days(1))
+                .await
+                .unwrap(),
+            Some(entry(BlobState::Pending, now)),
+            "the expired done entry was replaced by the new claim"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_store_keeps_the_contract() {
+        contract::run(&MemoryStore::default()).await;
+    }
+
+    #[tokio::test]
+    async fn clones_share_state() {
+        let a = MemoryStore::default();
+        let b = a.clone();
+        let t = contract::tenant("aaaaaaaa-0000-4000-8000-000000000001", true);
+        a.put_tenant(&t).await.unwrap();
+        assert_eq!(b.list_tenants().await.unwrap(), vec![t]);
+    }
+}

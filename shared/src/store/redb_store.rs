@@ -1,0 +1,446 @@
+//! [`StateStore`] in one local [redb](https://docs.rs/redb) file, for local runs.
+//!
+//! Three tables of JSON values: `tenants` (key: tenant id), `cursors` (key:
+//! `{tenant}/{content type}`, value: version and cursor) and `ledger` (key:
+//! `{tenant}/{content id}`, value: entry and its TTL in epoch seconds). redb serializes write
+//! transactions, so each conditional update is one read-check-write transaction. Every redb
+//! call runs on tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::memory::is_expired;
+use super::{Claim, StateStore, StoreError, ledger_ttl, may_replace};
+use crate::model::{
+    BlobState, ContentBlob, ContentType, Cursor, LedgerEntry, Tenant, TenantId, Versioned,
+};
+
+const TENANTS: TableDefinition<&str, &str> = TableDefinition::new("tenants");
+const CURSORS: TableDefinition<&str, &str> = TableDefinition::new("cursors");
+const LEDGER: TableDefinition<&str, &str> = TableDefinition::new("ledger");
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredCursor {
+    version: u64,
+    cursor: Cursor,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredEntry {
+    /// TTL, epoch seconds (as on DynamoDB).
+    expires_at: i64,
+    entry: LedgerEntry,
+}
+
+/// The state store in a local redb file. Clones share the open database (redb allows one
+/// open handle per file and process).
+#[derive(Debug, Clone)]
+pub struct RedbStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+fn backend(operation: &'static str, path: &Path, e: impl Into<redb::Error>) -> StoreError {
+    let e: redb::Error = e.into();
+    let message = match e {
+        redb::Error::DatabaseAlreadyOpen => format!(
+            "{} is already open in another process (or twice in this one): stop the other run or use another --state file",
+            path.display()
+        ),
+        e => format!("{}: {e}", path.display()),
+    };
+    StoreError::Backend {
+        operation,
+        message,
+        retryable: false,
+    }
+}
+
+fn corrupt(what: impl Into<String>, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: what.into(),
+        reason: e.to_string(),
+    }
+}
+
+fn decode<T: DeserializeOwned>(what: impl Into<String>, json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| corrupt(what, e))
+}
+
+fn encode<T: Serialize>(operation: &'static str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend {
+        operation,
+        message: format!("cannot encode the item: {e}"),
+        retryable: false,
+    })
+}
+
+fn cursor_key(tenant: &TenantId, ct: ContentType) -> String {
+    format!("{tenant}/{ct}")
+}
+
+fn ledger_key(tenant: &TenantId, content_id: &str) -> String {
+    format!("{tenant}/{content_id}")
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store file at `path`, creating its parent folder if needed (on
+    /// tokio's blocking pool).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`] naming the file (unreadable, not a redb file, already open).
+    pub async fn open(path: impl AsRef<Path>) -> Result<RedbStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || RedbStore::open_blocking(path))
+            .await
+            .map_err(|e| join_error("open", e))?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<RedbStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Backend {
+                operation: "open",
+                message: format!("cannot create folder {}: {e}", parent.display()),
+                retryable: false,
+            })?;
+        }
+        let db = Database::create(&path).map_err(|e| backend("open", &path, e))?;
+        let txn = db.begin_write().map_err(|e| backend("open", &path, e))?;
+        for table in [TENANTS, CURSORS, LEDGER] {
+            txn.open_table(table)
+                .map_err(|e| backend("open", &path, e))?;
+        }
+        txn.commit().map_err(|e| backend("open", &path, e))?;
+        Ok(RedbStore {
+            db: Arc::new(db),
+            path,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction, &Path) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (db, path) = (self.db.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_read().map_err(|e| backend(operation, &path, e))?;
+            f(&txn, &path)
+        })
+        .await
+        .map_err(|e| join_error(operation, e))?
+    }
+
+    /// Runs `f` in a write transaction, committed when `f` returns `Ok`, aborted otherwise.
+    async fn write<T, F>(&self, operation: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction, &Path) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (db, path) = (self.db.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || {
+            let txn = db.begin_write().map_err(|e| backend(operation, &path, e))?;
+            match f(&txn, &path) {
+                Ok(out) => {
+                    txn.commit().map_err(|e| backend(operation, &path, e))?;
+                    Ok(out)
+                }
+                Err(e) => {
+                    // Nothing was written; an abort failure changes nothing for the caller.
+                    let _ = txn.abort();
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| join_error(operation, e))?
+    }
+}
+
+fn join_error(operation: &'static str, e: tokio::task::JoinError) -> StoreError {
+    StoreError::Backend {
+        operation,
+        message: format!("the storage task failed: {e}"),
+        retryable: true,
+    }
+}
+
+fn get_ledger(
+    table: &impl ReadableTable<&'static str, &'static str>,
+    key: &str,
+    now: DateTime<Utc>,
+    path: &Path,
+    operation: &'static str,
+) -> Result<Option<LedgerEntry>, StoreError> {
+    let Some(v) = table.get(key).map_err(|e| backend(operation, path, e))? else {
+        return Ok(None);
+    };
+    let stored: StoredEntry = decode(format!("ledger entry {key}"), v.value())?;
+    Ok((!is_expired(stored.expires_at, now)).then_some(stored.entry))
+}
+
+impl StateStore for RedbStore {
+    async fn put_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let json = encode("put_tenant", tenant)?;
+        let id = tenant.id.to_string();
+        self.write("put_tenant", move |txn, path| {
+            let mut t = txn
+                .open_table(TENANTS)
+                .map_err(|e| backend("put_tenant", path, e))?;
+            t.insert(id.as_str(), json.as_str())
+                .map_err(|e| backend("put_tenant", path, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        self.read("list_tenants", |txn, path| {
+            let op = "list_tenants";
+            let t = txn.open_table(TENANTS).map_err(|e| backend(op, path, e))?;
+            let mut out = Vec::new();
+            for row in t.iter().map_err(|e| backend(op, path, e))? {
+                let (k, v) = row.map_err(|e| backend(op, path, e))?;
+                out.push(decode::<Tenant>(
+                    format!("tenant {}", k.value()),
+                    v.value(),
+                )?);
+            }
+            out.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write("delete_tenant", move |txn, path| {
+            let mut t = txn
+                .open_table(TENANTS)
+                .map_err(|e| backend("delete_tenant", path, e))?;
+            let removed = t
+                .remove(id.as_str())
+                .map_err(|e| backend("delete_tenant", path, e))?;
+            Ok(removed.is_some())
+        })
+        .await
+    }
+
+    async fn load_cursor(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+    ) -> Result<Option<Versioned<Cursor>>, StoreError> {
+        let key = cursor_key(tenant, content_type);
+        self.read("load_cursor", move |txn, path| {
+            let t = txn
+                .open_table(CURSORS)
+                .map_err(|e| backend("load_cursor", path, e))?;
+            let Some(v) = t
+                .get(key.as_str())
+                .map_err(|e| backend("load_cursor", path, e))?
+            else {
+                return Ok(None);
+            };
+            let stored: StoredCursor = decode(format!("cursor {key}"), v.value())?;
+            Ok(Some(Versioned {
+                value: stored.cursor,
+                version: stored.version,
+            }))
+        })
+        .await
+    }
+
+    async fn save_cursor(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+        cursor: &Cursor,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let key = cursor_key(tenant, content_type);
+        let version = expected.map_or(1, |v| v + 1);
+        let json = encode(
+            "save_cursor",
+            &StoredCursor {
+                version,
+                cursor: cursor.clone(),
+            },
+        )?;
+        self.write("save_cursor", move |txn, path| {
+            let op = "save_cursor";
+            let mut t = txn.open_table(CURSORS).map_err(|e| backend(op, path, e))?;
+            let current = match t.get(key.as_str()).map_err(|e| backend(op, path, e))? {
+                None => None,
+                Some(v) => {
+                    Some(decode::<StoredCursor>(format!("cursor {key}"), v.value())?.version)
+                }
+            };
+            if current != expected {
+                return Err(StoreError::Conflict {
+                    what: format!("cursor {key}"),
+                    expected,
+                });
+            }
+            t.insert(key.as_str(), json.as_str())
+                .map_err(|e| backend(op, path, e))?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn claim_blob(
+        &self,
+        tenant: &TenantId,
+        blob: &ContentBlob,
+        now: DateTime<Utc>,
+    ) -> Result<Claim, StoreError> {
+        let key = ledger_key(tenant, &blob.content_id);
+        let json = encode(
+            "claim_blob",
+            &StoredEntry {
+                expires_at: ledger_ttl(blob).timestamp(),
+                entry: LedgerEntry {
+                    state: BlobState::Pending,
+                    updated_at: now,
+                    records: None,
+                    object_key: None,
+                    reason: None,
+                },
+            },
+        )?;
+        self.write("claim_blob", move |txn, path| {
+            let op = "claim_blob";
+            let mut t = txn.open_table(LEDGER).map_err(|e| backend(op, path, e))?;
+            if let Some(existing) = get_ledger(&t, &key, now, path, op)? {
+                return Ok(Claim::Existing(existing));
+            }
+            t.insert(key.as_str(), json.as_str())
+                .map_err(|e| backend(op, path, e))?;
+            Ok(Claim::New)
+        })
+        .await
+    }
+
+    async fn set_blob_state(
+        &self,
+        tenant: &TenantId,
+        blob: &ContentBlob,
+        entry: &LedgerEntry,
+    ) -> Result<(), StoreError> {
+        let key = ledger_key(tenant, &blob.content_id);
+        let new_state = entry.state;
+        let now = entry.updated_at;
+        let json = encode(
+            "set_blob_state",
+            &StoredEntry {
+                expires_at: ledger_ttl(blob).timestamp(),
+                entry: entry.clone(),
+            },
+        )?;
+        self.write("set_blob_state", move |txn, path| {
+            let op = "set_blob_state";
+            let mut t = txn.open_table(LEDGER).map_err(|e| backend(op, path, e))?;
+            if let Some(current) = get_ledger(&t, &key, now, path, op)?
+                && !may_replace(current.state, new_state)
+            {
+                return Ok(());
+            }
+            t.insert(key.as_str(), json.as_str())
+                .map_err(|e| backend(op, path, e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn blob_entry(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LedgerEntry>, StoreError> {
+        let key = ledger_key(tenant, content_id);
+        self.read("blob_entry", move |txn, path| {
+            let t = txn
+                .open_table(LEDGER)
+                .map_err(|e| backend("blob_entry", path, e))?;
+            get_ledger(&t, &key, now, path, "blob_entry")
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::memory::contract;
+    use super::*;
+
+    fn temp_path() -> PathBuf {
+        std::env::temp_dir()
+            .join(format!("o365-redb-{}", uuid::Uuid::new_v4()))
+            .join("state.redb")
+    }
+
+    #[tokio::test]
+    async fn redb_store_keeps_the_contract() {
+        let path = temp_path();
+        contract::run(&RedbStore::open(&path).await.unwrap()).await;
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[tokio::test]
+    async fn state_survives_reopening() {
+        let path = temp_path();
+        let t = contract::tenant("aaaaaaaa-0000-4000-8000-000000000001", true);
+        let cursor = Cursor {
+            listed_until: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            deep_relist_at: None,
+        };
+        {
+            let store = RedbStore::open(&path).await.unwrap();
+            store.put_tenant(&t).await.unwrap();
+            store
+                .save_cursor(&t.id, ContentType::General, &cursor, None)
+                .await
+                .unwrap();
+            let err = RedbStore::open(&path).await.unwrap_err();
+            assert!(err.to_string().contains("already open"), "{err}");
+        }
+        let store = RedbStore::open(&path).await.unwrap();
+        assert_eq!(store.list_tenants().await.unwrap(), vec![t.clone()]);
+        assert_eq!(
+            store
+                .load_cursor(&t.id, ContentType::General)
+                .await
+                .unwrap(),
+            Some(Versioned {
+                value: cursor,
+                version: 1
+            })
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_store_is_reported_with_its_path() {
+        let path = temp_path();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"definitely not a redb file, just some text bytes").unwrap();
+        let err = RedbStore::open(&path).await.unwrap_err();
+        assert!(err.to_string().contains("state.redb"), "{err}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+}

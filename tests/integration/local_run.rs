@@ -1,0 +1,199 @@
+//! Local mode through the CLI binary: `run --once` twice (the second adds only new content),
+//! and `demo`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use integration_tests::runtime::function_binary;
+
+use crate::support::*;
+
+fn objects(root: &Path) -> BTreeMap<PathBuf, SystemTime> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.join("events")];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(".ndjson.gz") {
+                out.insert(p.clone(), e.metadata().unwrap().modified().unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn read_written(files: &BTreeMap<PathBuf, SystemTime>) -> Written {
+    let mut w: Written = BTreeMap::new();
+    for p in files.keys() {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(p).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        add_lines(&mut w, &lines);
+    }
+    w
+}
+
+async fn run_once(config: &Path) -> std::process::Output {
+    let bin = function_binary("o365-collector");
+    let config = config.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args(["run", "--once", "--config"])
+            .arg(&config)
+            .env("O365_LOG", "warn")
+            .output()
+            .expect("run the CLI")
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_once_twice_collects_everything_once_and_the_second_run_adds_only_new_content() {
+    let emu = o365_emulator::Emulator::start(scenario(""))
+        .await
+        .expect("emulator");
+    let dir = std::env::temp_dir().join(format!("o365-local-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.pem"), &cert().pem).unwrap();
+    std::fs::write(dir.join("b.secret"), SECRET).unwrap();
+    let base = emu.base_url();
+    let high = emu.cloud_url(o365_emulator::Cloud::GccHigh);
+    let config = dir.join("collector.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[storage]
+output = "out"
+state = "state/collector.redb"
+
+[collection]
+relist_band_minutes = 60
+fetch_workers = 4
+
+[[tenant]]
+id = "{TENANT_CERT}"
+cloud = "custom"
+login_url = "{base}"
+manage_url = "{base}"
+graph_url = "{base}"
+client_id = "{APP_CERT}"
+certificate_file = "a.pem"
+
+[[tenant]]
+id = "{TENANT_SECRET}"
+cloud = "custom"
+login_url = "{high}"
+manage_url = "{high}"
+graph_url = "{high}"
+manage_resource = "https://manage.office365.us"
+graph_resource = "https://graph.microsoft.us"
+client_id = "{APP_SECRET}"
+client_secret_file = "b.secret"
+"#
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+
+    let t0 = emu.now();
+    let first = run_once(&config).await;
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.contains("LOST UPSTREAM"),
+        "expired blobs must be reported:\n{stdout}"
+    );
+    let after_first = objects(&out);
+    assert_exactly_once(&emu, &read_written(&after_first), t0, emu.now());
+
+    emu.advance_clock(chrono::Duration::seconds(1800));
+    let t1 = emu.now();
+    let second = run_once(&config).await;
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stdout)
+    );
+    let after_second = objects(&out);
+    for (path, mtime) in &after_first {
+        assert_eq!(
+            after_second.get(path),
+            Some(mtime),
+            "{} was rewritten by the second run",
+            path.display()
+        );
+    }
+    let new = after_second.len() - after_first.len();
+    assert!(new > 0, "the second run found no new content");
+    let newly_available = emu
+        .truth()
+        .iter()
+        .filter(|b| b.available_at > t0 && b.available_at <= t1 && !b.expired)
+        .count();
+    assert!(
+        new >= newly_available,
+        "{new} new objects for {newly_available} new blobs"
+    );
+    assert_exactly_once(&emu, &read_written(&after_second), t1, emu.now());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_collects_a_day_and_verifies_it_against_the_ground_truth() {
+    let dir = std::env::temp_dir().join(format!("o365-demo-{}", uuid::Uuid::new_v4()));
+    let bin = function_binary("o365-collector");
+    let d = dir.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .args(["demo", "--out"])
+            .arg(&d)
+            .output()
+            .expect("run the demo")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("collected exactly once"), "{stdout}");
+    for ct in [
+        "Audit.AzureActiveDirectory",
+        "Audit.Exchange",
+        "Audit.SharePoint",
+        "Audit.General",
+        "DLP.All",
+    ] {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(ct))
+            .unwrap_or_default();
+        let n: u64 = line
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(n > 0, "no {ct} records in the demo:\n{stdout}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

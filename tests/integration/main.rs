@@ -1,0 +1,15 @@
+//! Integration tests: one binary (links once). Tests that need AWS run against moto
+//! (`MOTO_ENDPOINT`, started by scripts/test.sh); Microsoft is the in-process emulator; the
+//! Lambda functions are their built binaries driven through a Runtime API emulator.
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
+
+mod crash;
+mod events;
+mod lambda_e2e;
+mod local_run;
+mod queue_sqs;
+mod secrets_aws;
+mod sink_s3;
+mod store_dynamodb;
+mod support;

@@ -1,0 +1,7 @@
+//! Integration-test helpers: the Lambda Runtime API emulator, a moto "deployment", fixtures.
+// Test code: a panic is the failure report.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
+
+pub mod moto;
+pub mod runtime;
+pub mod stack;
