@@ -150,6 +150,25 @@ impl StateStore for AnyStore {
             AnyStore::Dynamo(s) => s.blob_entry(t, id, now).await,
         }
     }
+    async fn claim_records(
+        &self,
+        t: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+        expires_at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => {
+                s.claim_records(t, content_id, record_ids, expires_at, now)
+                    .await
+            }
+            AnyStore::Dynamo(s) => {
+                s.claim_records(t, content_id, record_ids, expires_at, now)
+                    .await
+            }
+        }
+    }
 }
 
 /// An object sink chosen at run time.
@@ -222,8 +241,12 @@ pub fn print_report(report: &LocalReport) {
     let total: u64 = report.records.values().sum();
     println!("  {:<28} {:>10}", "total", total);
     println!(
-        "  blobs written {}, already collected {}, duplicate records dropped {}, fetch retries {}",
-        report.blobs_written, report.already_done, report.duplicates, report.retries
+        "  blobs written {}, already collected {}, duplicate records dropped {} (inside blobs) + {} (across blobs), fetch retries {}",
+        report.blobs_written,
+        report.already_done,
+        report.duplicates,
+        report.cross_blob_duplicates,
+        report.retries
     );
     println!(
         "  listing: {} jobs enqueued over {} feeds",

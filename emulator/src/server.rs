@@ -345,6 +345,7 @@ async fn token(
             basic_auth,
             accepted_audiences,
             now,
+            wall_now: chrono::Utc::now(),
         };
         match ctx.world.tokens.issue(&req) {
             Ok(body) => json(StatusCode::OK, &body),

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use uuid::Uuid;
@@ -287,7 +288,7 @@ fn build_blobs(
                     carry.push(r.clone());
                 }
             }
-            body_records.sort_by_key(|_| rng.random::<u32>());
+            body_records.shuffle(&mut rng);
             seq += 1;
             let created = hour
                 + Duration::minutes(60)

@@ -105,9 +105,27 @@ where
             message: format!("timed out: {}", DisplayErrorContext(err)),
             retryable: true,
         },
-        SdkError::DispatchFailure(_) => Classified {
+        SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => Classified {
             code: None,
             message: format!("could not reach the service: {}", DisplayErrorContext(err)),
+            retryable: true,
+        },
+        SdkError::DispatchFailure(d) if d.is_user() => Classified {
+            code: None,
+            message: format!(
+                "the request could not be sent: {}",
+                DisplayErrorContext(err)
+            ),
+            retryable: false,
+        },
+        SdkError::DispatchFailure(_) => Classified {
+            code: None,
+            // Typically credentials that could not be loaded (on Lambda: a transient hiccup;
+            // locally: no AWS credentials configured).
+            message: format!(
+                "the request was not sent (check the AWS credentials): {}",
+                DisplayErrorContext(err)
+            ),
             retryable: true,
         },
         _ => Classified {

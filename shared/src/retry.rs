@@ -76,7 +76,7 @@ impl RetryPolicy {
         if nanos == 0 {
             return Duration::ZERO;
         }
-        Duration::from_nanos(random_u64() % (nanos.saturating_add(1)).max(1))
+        Duration::from_nanos(random_u64() % nanos.saturating_add(1))
     }
 
     /// The wait before retry number `retry` (0-based): the server's `Retry-After` when given

@@ -1,6 +1,7 @@
 //! Tokens and the Management Activity API client against the in-process emulator, over real HTTP.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -490,17 +491,68 @@ async fn aadsts_refusals_name_the_fix_and_are_not_retried() {
 }
 
 #[tokio::test]
-async fn a_200_without_access_token_is_a_clear_error() {
-    // A login URL that answers 200 with JSON but no token: the emulator's subscriptions list.
+async fn unusable_login_answers_are_clear_errors() {
     let emu = emulator("").await;
     let mut t = tenant(&emu, APP_SECRET);
+    // A 200 without access_token.
+    let (login, hits) = fixed_server(|_| {
+        http_response(
+            "200 OK",
+            &[("Content-Type", "application/json")],
+            r#"{"token_type":"Bearer","expires_in":3599}"#,
+        )
+    })
+    .await;
+    t.endpoints.login = login;
+    let e = secret_provider(&t)
+        .token(Audience::Manage)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AuthError::Decode { status: 200, .. }), "{e:?}");
+    assert!(e.to_string().contains("access_token"), "{e}");
+    assert!(!e.is_config());
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // A 400 that is not Entra's.
+    let (login, _) =
+        fixed_server(|_| http_response("400 Bad Request", &[], "<html>nope</html>")).await;
+    t.endpoints.login = login;
+    let e = secret_provider(&t)
+        .token(Audience::Manage)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            AuthError::Http {
+                status: Some(400),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("nope"), "{e}");
+    assert!(
+        e.is_config(),
+        "a login URL answering a non-Entra 4xx is a configuration error"
+    );
+    // Nothing listening.
     t.endpoints.login = "http://127.0.0.1:1".into();
     let e = secret_provider(&t)
         .token(Audience::Manage)
         .await
         .unwrap_err();
-    assert!(matches!(e, AuthError::Http { status: None, .. }), "{e:?}");
-    assert!(!e.is_config());
+    assert!(
+        matches!(
+            e,
+            AuthError::Http {
+                status: None,
+                attempts: 6,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(!e.to_string().contains(SECRET));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -692,11 +744,11 @@ every = 1
         "stats are shared with the deadline copy"
     );
     // A deadline already past sends nothing.
-    let before = endpoint_requests(&emu, "content");
+    let before = emu.request_summary().total as usize;
     let past = api.with_deadline(tokio::time::Instant::now());
     let e = past.list_subscriptions().await.unwrap_err();
     assert!(matches!(e, ApiError::Deadline { attempts: 0, .. }), "{e:?}");
-    assert_eq!(endpoint_requests(&emu, "content"), before);
+    assert_eq!(emu.request_summary().total as usize, before);
 }
 
 #[tokio::test]
@@ -855,9 +907,32 @@ limit = 2
         truth_ids(&emu, ContentType::Exchange, &w)
     );
     assert_eq!(count(&emu, "content 0"), 1);
-    // A body cut mid-way is a retryable error for the caller that streams...
+    // Blob GETs whose connection drops are retried too.
+    let bytes = api
+        .fetch_blob_bytes(&blobs[0].content_uri, 1 << 20)
+        .await
+        .expect("blob after two drops");
+    assert!(serde_json::from_slice::<Vec<serde_json::Value>>(&bytes).is_ok());
+    assert_eq!(count(&emu, "blob 0"), 2);
+    assert_eq!(count(&emu, "blob 200"), 1);
+}
+
+#[tokio::test]
+async fn a_body_cut_mid_way_is_a_retryable_error() {
+    let emu = emulator("").await;
+    // Headers announce 100 bytes, 7 arrive, then the connection closes.
+    let (manage, hits) = fixed_server(|_| {
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n[{\"Id\":".to_owned()
+    })
+    .await;
+    let mut t = tenant(&emu, APP_SECRET);
+    t.endpoints.manage = manage.clone();
+    let api = client_for(&t, Credential::secret(SECRET.into()), fast());
+    let uri = format!(
+        "{manage}/api/v1.0/{TENANT_A}/activity/feed/audit/a$b$audit_exchange$Audit_Exchange$x"
+    );
     let e = api
-        .fetch_blob(&blobs[0].content_uri)
+        .fetch_blob(&uri)
         .await
         .expect("headers arrive")
         .into_bytes(1 << 20)
@@ -865,13 +940,28 @@ limit = 2
         .unwrap_err();
     assert!(matches!(e, ApiError::Transport { .. }), "{e:?}");
     assert_eq!(e.class(), ErrorClass::Retry);
-    // ...and retried inside fetch_blob_bytes.
-    let bytes = api
-        .fetch_blob_bytes(&blobs[0].content_uri, 1 << 20)
-        .await
-        .expect("blob after a drop");
-    assert!(serde_json::from_slice::<Vec<serde_json::Value>>(&bytes).is_ok());
-    assert_eq!(count(&emu, "blob 0"), 2);
+    assert!(
+        e.to_string()
+            .contains("a$b$audit_exchange$Audit_Exchange$x"),
+        "{e}"
+    );
+    // The streaming reader sees the same error as its last item.
+    let mut s = std::pin::pin!(api.fetch_blob(&uri).await.expect("headers").into_stream());
+    let mut last = None;
+    while let Some(item) = futures_util::StreamExt::next(&mut s).await {
+        last = Some(item);
+    }
+    assert!(
+        matches!(last, Some(Err(ApiError::Transport { .. }))),
+        "{last:?}"
+    );
+    // fetch_blob_bytes retries the whole GET, then gives up.
+    let e = api.fetch_blob_bytes(&uri, 1 << 20).await.unwrap_err();
+    assert!(
+        matches!(e, ApiError::Exhausted { attempts: 6, .. }),
+        "{e:?}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2 + 6);
 }
 
 #[tokio::test]
@@ -1044,4 +1134,133 @@ every = 2
         1 + count(&emu, "content 401"),
         "one new token per 401"
     );
+}
+
+#[tokio::test]
+async fn redirects_and_foreign_or_looping_next_pages_are_refused() {
+    let emu = emulator("").await;
+    let mut t = tenant(&emu, APP_SECRET);
+    // A redirect is neither followed nor retried.
+    let (manage, hits) = fixed_server(|_| {
+        http_response(
+            "302 Found",
+            &[("Location", "http://evil.example/steal")],
+            "",
+        )
+    })
+    .await;
+    t.endpoints.manage = manage;
+    let api = client_for(&t, Credential::secret(SECRET.into()), fast());
+    let e = api.list_subscriptions().await.unwrap_err();
+    assert!(matches!(e, ApiError::Redirect { status: 302, .. }), "{e:?}");
+    assert_eq!(e.class(), ErrorClass::Refused);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // A next-page link to another host is refused before it is requested.
+    let (manage, hits) = fixed_server(|_| {
+        let next = format!(
+            "http://evil.example/api/v1.0/{TENANT_A}/activity/feed/subscriptions/content?nextPage=1"
+        );
+        http_response(
+            "200 OK",
+            &[("Content-Type", "application/json"), ("NextPageUri", &next)],
+            "[]",
+        )
+    })
+    .await;
+    t.endpoints.manage = manage;
+    let api = client_for(&t, Credential::secret(SECRET.into()), fast());
+    let e = api
+        .list_content(ContentType::Exchange, &recent_window())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApiError::ForeignUri { .. }), "{e:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // A next-page link that comes back to the same page ends with an error, not a loop; the
+    // header is read whatever its case and spelling.
+    let (manage, hits) = fixed_server(|base| {
+        let next =
+            format!("{base}/api/v1/{TENANT_A}/activity/feed/subscriptions/content?nextPage=7");
+        http_response(
+            "200 OK",
+            &[("Content-Type", "application/json"), ("nextpageurl", &next)],
+            "[]",
+        )
+    })
+    .await;
+    t.endpoints.manage = manage;
+    let api = client_for(&t, Credential::secret(SECRET.into()), fast());
+    let e = api
+        .list_content(ContentType::Exchange, &recent_window())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ApiError::Paging { .. }), "{e:?}");
+    assert_eq!(e.class(), ErrorClass::Retry);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "first page, then the linked page once"
+    );
+}
+
+/// An HTTP/1.1 response that closes the connection.
+fn http_response(status: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let mut r = format!(
+        "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str("\r\n");
+    r.push_str(body);
+    r
+}
+
+/// A server on 127.0.0.1 answering every request with `respond(base_url)`; counts requests.
+async fn fixed_server(respond: impl Fn(&str) -> String) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let response = respond(&base);
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let response = response.clone();
+            tokio::spawn(async move {
+                // Read the head and the body it announces, then answer.
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if buf.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let _ = sock.write_all(response.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    (base, hits)
 }

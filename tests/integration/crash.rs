@@ -109,6 +109,18 @@ impl StateStore for Crashing {
     ) -> Result<Option<LedgerEntry>, StoreError> {
         self.inner.blob_entry(t, id, now).await
     }
+    async fn claim_records(
+        &self,
+        t: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.inner
+            .claim_records(t, content_id, record_ids, expires_at, now)
+            .await
+    }
 }
 
 async fn setup(

@@ -306,3 +306,50 @@ async fn a_job_for_another_host_is_refused_before_any_request_and_dead_lettered_
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriptions_function_starts_every_content_type_and_takes_af20024_as_success() {
+    let stack = Stack::create(20).await;
+    let emu = o365_emulator::Emulator::start(scenario(""))
+        .await
+        .expect("emulator");
+    let dir = std::env::temp_dir().join(format!("o365-subs-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem_file = dir.join("a.pem");
+    std::fs::write(&pem_file, &cert().pem).unwrap();
+    let store = stack.store();
+    let mut ts = tenants(
+        &emu,
+        &pem_file.display().to_string(),
+        SecretRef::Env("UNUSED".into()),
+    );
+    ts.truncate(1);
+    store.put_tenant(&ts[0]).await.unwrap();
+    let mut f = LambdaProcess::spawn("subscriptions", &stack.function_env(&[])).await;
+    let report = f
+        .invoke(scheduled_event(), Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("subscriptions failed: {e:?}\n{}", f.logs()));
+    let statuses: Vec<&str> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["started"; 5], "{report}");
+    let again = f
+        .invoke(scheduled_event(), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = again
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses, ["enabled"; 5],
+        "AF20024 on a running subscription is success: {again}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

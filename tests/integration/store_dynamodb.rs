@@ -304,6 +304,101 @@ async fn expired_ledger_items_read_as_absent() {
     );
 }
 
+fn ids(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|&i| i.to_owned()).collect()
+}
+
+#[tokio::test]
+async fn record_claims_dedupe_across_blobs() {
+    let (moto, store) = store().await;
+    let t = tenant_id();
+    let now = now();
+    let ttl = now + Duration::days(8);
+    let (first, second) = ("20261122$first$audit_exchange", "20261122$second");
+
+    assert!(
+        store
+            .claim_records(&t, first, &[], ttl, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // More ids than the concurrency bound, to check the order is kept.
+    let many: Vec<String> = (0..70).map(|i| format!("rec-{i:03}")).collect();
+    assert_eq!(
+        store
+            .claim_records(&t, first, &many, ttl, now)
+            .await
+            .unwrap(),
+        vec![true; 70],
+        "unclaimed records go to the first blob"
+    );
+    let mut overlap = ids(&["new-1", "rec-005", "new-2", "rec-069"]);
+    overlap.extend((60..70).map(|i| format!("rec-{i:03}")));
+    overlap.extend((0..40).map(|i| format!("other-{i:03}")));
+    let owned = store
+        .claim_records(&t, second, &overlap, ttl, now)
+        .await
+        .unwrap();
+    let expected: Vec<bool> = overlap.iter().map(|id| !id.starts_with("rec-")).collect();
+    assert_eq!(
+        owned, expected,
+        "the overlap stays with the first blob, in order"
+    );
+    assert_eq!(
+        store
+            .claim_records(&t, first, &many, ttl, now + Duration::seconds(5))
+            .await
+            .unwrap(),
+        vec![true; 70],
+        "a retry of the first blob still owns its records"
+    );
+    assert_eq!(
+        store
+            .claim_records(&tenant_id(), second, &ids(&["rec-000"]), ttl, now)
+            .await
+            .unwrap(),
+        [true],
+        "per tenant"
+    );
+
+    let raw = moto
+        .ddb
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(format!("REC#{t}#rec-005")))
+        .key("sk", AttributeValue::S("REC".into()))
+        .send()
+        .await
+        .unwrap();
+    let item = raw.item().expect("a claim item");
+    assert_eq!(item.get("blob").unwrap().as_s().unwrap(), first);
+    assert_eq!(
+        item.get("expires_at").unwrap().as_n().unwrap(),
+        &ttl.timestamp().to_string(),
+        "numeric epoch TTL"
+    );
+
+    // At its expires_at a claim is gone (moto never deletes it): another blob takes over.
+    let later = ttl + Duration::days(8);
+    assert_eq!(
+        store
+            .claim_records(&t, second, &ids(&["rec-005", "rec-006"]), later, ttl)
+            .await
+            .unwrap(),
+        [true, true],
+        "expired claims are taken over"
+    );
+    assert_eq!(
+        store
+            .claim_records(&t, first, &ids(&["rec-005", "rec-007"]), later, ttl)
+            .await
+            .unwrap(),
+        [false, true],
+        "the new claim holds; the old one elsewhere has expired too"
+    );
+}
+
 #[tokio::test]
 async fn a_missing_table_says_how_to_fix_it() {
     let moto = Moto::connect().await;

@@ -6,21 +6,6 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use serde_json::{Value, json};
 
-/// The moto endpoint the test script exported.
-///
-/// # Panics
-/// When `MOTO_ENDPOINT` is not set: the tests need moto and never skip silently.
-pub fn moto_endpoint() -> String {
-    match std::env::var("MOTO_ENDPOINT") {
-        Ok(v) if !v.trim().is_empty() => v,
-        _ => panic!(
-            "MOTO_ENDPOINT is not set: these tests need a moto server. Run `bash scripts/test.sh` \
-             (it starts one), or start `moto_server -H 127.0.0.1 -p PORT` and export \
-             MOTO_ENDPOINT=http://127.0.0.1:PORT"
-        ),
-    }
-}
-
 /// The resources of one test "deployment".
 #[derive(Debug, Clone)]
 pub struct Stack {
@@ -41,9 +26,8 @@ pub struct Stack {
 impl Stack {
     /// Creates everything with unique names.
     pub async fn create(max_receive_count: u32) -> Stack {
-        let endpoint = moto_endpoint();
-        // The SDK reads these; moto accepts any credentials.
-        let conf = shared::aws::sdk_config(Some(&endpoint)).await;
+        let endpoint = crate::moto::endpoint();
+        let conf = crate::moto::config().await;
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let table = format!("state-{suffix}");
         shared::store::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&conf), &table)

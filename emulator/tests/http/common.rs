@@ -134,10 +134,15 @@ pub async fn start(extra: &str) -> Emulator {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(20))
-        .build()
-        .expect("client")
+    // One client for the whole test binary: building one loads the system roots, which is slow.
+    static C: OnceLock<reqwest::Client> = OnceLock::new();
+    C.get_or_init(|| {
+        reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(20))
+            .build()
+            .expect("client")
+    })
+    .clone()
 }
 
 /// POSTs a token request form; returns status and JSON body.

@@ -26,6 +26,10 @@ use crate::queue::DeadLetters;
 use crate::sink::{ObjectMeta, ObjectSink};
 use crate::store::StateStore;
 
+/// How long a record `Id` claim outlives its blob's expiry: Microsoft re-delivers records
+/// days later (fact sheet §2.5), never after the blob it came in has long expired.
+const RECORD_CLAIM_DAYS: i64 = 7;
+
 /// Knobs of the fetcher.
 #[derive(Debug, Clone)]
 pub struct FetcherSettings {
@@ -75,6 +79,8 @@ pub enum JobOutcome {
         records: u64,
         /// Records dropped because their `Id` repeated inside the blob.
         duplicates: u64,
+        /// Records dropped because another blob already wrote their `Id`.
+        cross_blob_duplicates: u64,
         /// Compressed bytes written.
         bytes: u64,
     },
@@ -410,7 +416,47 @@ where
                 job.content_id
             ))
         })?;
-        let (gz, written, duplicates) = encode(job, &records, self.clock.now())
+        // Each record once: first inside the blob, then across blobs (Microsoft re-delivers
+        // records in later blobs; the first blob to claim an Id writes it, a retry of that
+        // same blob still owns it).
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut keep: Vec<bool> = Vec::with_capacity(records.len());
+        let mut ids: Vec<String> = Vec::new();
+        for r in &records {
+            match r.get("Id").and_then(|v| v.as_str()) {
+                Some(id) if !seen.insert(id) => keep.push(false),
+                Some(id) => {
+                    keep.push(true);
+                    ids.push(id.to_owned());
+                }
+                None => keep.push(true),
+            }
+        }
+        let duplicates = keep.iter().filter(|k| !**k).count() as u64;
+        let claim_until =
+            job.content_expiration.max(now) + chrono::Duration::days(RECORD_CLAIM_DAYS);
+        let owned = self
+            .store
+            .claim_records(&job.tenant_id, &job.content_id, &ids, claim_until, now)
+            .await
+            .map_err(|e| Failure::Transient(e.to_string()))?;
+        let not_owned: HashSet<&str> = ids
+            .iter()
+            .zip(owned.iter())
+            .filter(|(_, o)| !**o)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let mut cross_blob = 0u64;
+        for (k, r) in keep.iter_mut().zip(records.iter()) {
+            if *k
+                && let Some(id) = r.get("Id").and_then(|v| v.as_str())
+                && not_owned.contains(id)
+            {
+                *k = false;
+                cross_blob += 1;
+            }
+        }
+        let (gz, written) = encode(job, &records, &keep, self.clock.now())
             .map_err(|e| Failure::Transient(format!("compressing records failed: {e}")))?;
         let key = object_key(job);
         let size = gz.len() as u64;
@@ -441,27 +487,24 @@ where
             key,
             records: written,
             duplicates,
+            cross_blob_duplicates: cross_blob,
             bytes: size,
         })
     }
 }
 
-/// Gzip NDJSON of the enveloped records, each `Id` once. Returns (bytes, written, duplicates).
+/// Gzip NDJSON of the enveloped records marked `keep`. Returns (bytes, written).
 fn encode(
     job: &FetchJob,
     records: &[serde_json::Value],
+    keep: &[bool],
     received_at: DateTime<Utc>,
-) -> std::io::Result<(Bytes, u64, u64)> {
+) -> std::io::Result<(Bytes, u64)> {
     let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-    let mut seen: HashSet<&str> = HashSet::new();
-    let (mut written, mut duplicates) = (0u64, 0u64);
+    let mut written = 0u64;
     let tenant = job.tenant_id.to_string();
-    for record in records {
-        let id = record.get("Id").and_then(|v| v.as_str());
-        if let Some(id) = id
-            && !seen.insert(id)
-        {
-            duplicates += 1;
+    for (record, keep) in records.iter().zip(keep) {
+        if !keep {
             continue;
         }
         let env = Envelope {
@@ -470,12 +513,226 @@ fn encode(
             content_id: &job.content_id,
             content_created: job.content_created,
             received_at,
-            record_id: id,
+            record_id: record.get("Id").and_then(|v| v.as_str()),
             record,
         };
         serde_json::to_writer(&mut gz, &env)?;
         gz.write_all(b"\n")?;
         written += 1;
     }
-    Ok((Bytes::from(gz.finish()?), written, duplicates))
+    Ok((Bytes::from(gz.finish()?), written))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::sync::Arc;
+
+    use chrono::{Duration, Utc};
+
+    use super::*;
+    use crate::app::testkit::{FixedClock, OneApi, StaticApi, TENANT, tenant};
+    use crate::model::{ContentType, TenantId};
+    use crate::queue::MemoryQueue;
+    use crate::sink::FolderSink;
+    use crate::store::MemoryStore;
+
+    type TestFetcher =
+        Fetcher<Arc<MemoryStore>, Arc<FolderSink>, Arc<MemoryQueue>, OneApi, FixedClock>;
+
+    async fn setup() -> (
+        TestFetcher,
+        Arc<StaticApi>,
+        Arc<MemoryQueue>,
+        Arc<FolderSink>,
+        std::path::PathBuf,
+    ) {
+        let store = Arc::new(MemoryStore::default());
+        store
+            .put_tenant(&tenant(ContentType::ALL.to_vec()))
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("fetcher-test-{}", uuid::Uuid::new_v4()));
+        let sink = Arc::new(FolderSink::new(dir.clone()));
+        let dead = Arc::new(MemoryQueue::new());
+        let api = Arc::new(StaticApi::default());
+        let f = Fetcher::new(
+            store,
+            sink.clone(),
+            dead.clone(),
+            OneApi(api.clone()),
+            FixedClock::at(Utc::now()),
+            FetcherSettings {
+                max_receives: 3,
+                ..FetcherSettings::default()
+            },
+        );
+        (f, api, dead, sink, dir)
+    }
+
+    fn job_for(api: &StaticApi, id: &str) -> QueueMessage {
+        let blobs = api.blobs.lock().unwrap();
+        let (blob, _) = blobs.iter().find(|(b, _)| b.content_id == id).unwrap();
+        QueueMessage {
+            id: format!("m-{id}"),
+            body: FetchJob::new(TenantId::parse(TENANT).unwrap(), blob, Utc::now()).to_json(),
+            receive_count: 1,
+        }
+    }
+
+    fn lines(bytes: &[u8]) -> Vec<serde_json::Value> {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_string(&mut s)
+            .unwrap();
+        s.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn records_repeated_inside_a_blob_are_written_once_with_their_envelope() {
+        let (f, api, _, sink, dir) = setup().await;
+        let r = |id: &str| serde_json::json!({"Id": id, "Operation": "Send", "CreationTime": "2026-11-23T10:00:00"});
+        api.add(
+            ContentType::Exchange,
+            "a$b$audit_exchange",
+            Utc::now() - Duration::hours(1),
+            vec![r("1"), r("2"), r("1"), serde_json::json!({"NoId": true})],
+        );
+        let outcome = f.handle(&job_for(&api, "a$b$audit_exchange")).await;
+        let JobOutcome::Written {
+            key,
+            records,
+            duplicates,
+            ..
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!((records, duplicates), (3, 1));
+        assert!(
+            key.contains("content_type=Audit.Exchange") && key.contains("a%24b%24audit_exchange"),
+            "{key}"
+        );
+        let ls = lines(&sink.get(&key).await.unwrap().unwrap());
+        assert_eq!(ls.len(), 3);
+        assert_eq!(ls[0]["tenant_id"], TENANT);
+        assert_eq!(ls[0]["content_id"], "a$b$audit_exchange");
+        assert_eq!(ls[0]["record"]["Id"], "1");
+        assert!(ls[2]["record_id"].is_null(), "a record without Id is kept");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_job_of_a_done_blob_is_acknowledged_without_download() {
+        let (f, api, _, _, dir) = setup().await;
+        api.add(
+            ContentType::General,
+            "x$y$g",
+            Utc::now(),
+            vec![serde_json::json!({"Id": "1"})],
+        );
+        let m = job_for(&api, "x$y$g");
+        assert!(matches!(f.handle(&m).await, JobOutcome::Written { .. }));
+        api.blobs.lock().unwrap().clear(); // a download now would panic in the fake
+        assert!(matches!(f.handle(&m).await, JobOutcome::AlreadyDone { .. }));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn malformed_and_unknown_tenant_jobs_are_dead_lettered_with_their_reason() {
+        let (f, _, dead, _, dir) = setup().await;
+        let bad = QueueMessage {
+            id: "m1".into(),
+            body: "{\"hello\":1}".into(),
+            receive_count: 1,
+        };
+        let outcome = f.handle(&bad).await;
+        assert!(
+            matches!(outcome, JobOutcome::DeadLettered { .. }),
+            "{outcome:?}"
+        );
+        let other = FetchJob {
+            tenant_id: TenantId::parse("41463f53-8812-40f4-890f-865bf6e35190").unwrap(),
+            ..FetchJob::parse(
+                &FetchJob::new(
+                    TenantId::parse(TENANT).unwrap(),
+                    &crate::model::ContentBlob {
+                        content_type: ContentType::Exchange,
+                        content_id: "c$d$e".into(),
+                        content_uri: "https://manage.office.com/x".into(),
+                        content_created: Utc::now(),
+                        content_expiration: Utc::now(),
+                    },
+                    Utc::now(),
+                )
+                .to_json(),
+            )
+            .unwrap()
+        };
+        let outcome = f
+            .handle(&QueueMessage {
+                id: "m2".into(),
+                body: other.to_json(),
+                receive_count: 1,
+            })
+            .await;
+        assert!(
+            matches!(outcome, JobOutcome::DeadLettered { .. }),
+            "{outcome:?}"
+        );
+        let reasons: Vec<String> = dead.dead_letters().into_iter().map(|(_, r)| r).collect();
+        assert!(reasons[0].contains("malformed"), "{reasons:?}");
+        assert!(reasons[1].contains("not configured"), "{reasons:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_record_delivered_in_two_blobs_is_written_once_and_a_retry_keeps_it() {
+        let (f, api, _, sink, dir) = setup().await;
+        let r = |id: &str| serde_json::json!({"Id": id});
+        let t = Utc::now() - Duration::hours(1);
+        api.add(ContentType::SharePoint, "1$1$sp", t, vec![r("a"), r("b")]);
+        api.add(ContentType::SharePoint, "2$2$sp", t, vec![r("b"), r("c")]);
+        let first = f.handle(&job_for(&api, "1$1$sp")).await;
+        let second = f.handle(&job_for(&api, "2$2$sp")).await;
+        let JobOutcome::Written {
+            records,
+            cross_blob_duplicates,
+            key,
+            ..
+        } = second
+        else {
+            panic!("{second:?}")
+        };
+        assert_eq!((records, cross_blob_duplicates), (1, 1));
+        let ids: Vec<String> = lines(&sink.get(&key).await.unwrap().unwrap())
+            .iter()
+            .map(|l| l["record_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, ["c"]);
+        // The first blob crashed after its write? Its retry still owns (and writes) "b".
+        let JobOutcome::Written { key: first_key, .. } = first else {
+            panic!()
+        };
+        let store = f.store();
+        let tenant = TenantId::parse(TENANT).unwrap();
+        let owned = store
+            .claim_records(
+                &tenant,
+                "1$1$sp",
+                &["a".into(), "b".into()],
+                Utc::now() + Duration::days(1),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(owned, [true, true]);
+        assert_eq!(
+            lines(&sink.get(&first_key).await.unwrap().unwrap()).len(),
+            2
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

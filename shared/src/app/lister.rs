@@ -415,3 +415,263 @@ where
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::*;
+    use crate::app::testkit::{FixedClock, OneApi, StaticApi, TENANT, tenant};
+    use crate::model::TenantId;
+    use crate::queue::MemoryQueue;
+    use crate::store::MemoryStore;
+
+    fn far() -> Instant {
+        Instant::now() + StdDuration::from_secs(60)
+    }
+
+    async fn setup() -> (MemoryStore, MemoryQueue, Arc<StaticApi>, FixedClock) {
+        let store = MemoryStore::default();
+        store
+            .put_tenant(&tenant(vec![ContentType::Exchange]))
+            .await
+            .unwrap();
+        let now = Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap();
+        (
+            store,
+            MemoryQueue::new(),
+            Arc::new(StaticApi::default()),
+            FixedClock::at(now),
+        )
+    }
+
+    #[tokio::test]
+    async fn each_blob_is_enqueued_once_however_often_it_is_listed() {
+        let (store, queue, api, clock) = setup().await;
+        let now = clock.now();
+        api.add(
+            ContentType::Exchange,
+            "b1",
+            now - Duration::hours(3),
+            vec![],
+        );
+        api.add(
+            ContentType::Exchange,
+            "b2",
+            now - Duration::minutes(10),
+            vec![],
+        );
+        let settings = ListerSettings::default();
+        let r = run(
+            &store,
+            &queue,
+            &OneApi(api.clone()),
+            &clock,
+            &settings,
+            far(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.jobs(), 2);
+        clock.set(now + Duration::minutes(5));
+        let r = run(
+            &store,
+            &queue,
+            &OneApi(api.clone()),
+            &clock,
+            &settings,
+            far(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            r.jobs(),
+            0,
+            "the re-list band saw b2 again but the ledger knew it"
+        );
+        assert_eq!(r.feeds[0].known, 1);
+        assert_eq!(queue.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_cursor_stays_put_when_enqueue_fails_and_the_next_run_redrives() {
+        let (store, queue, api, clock) = setup().await;
+        let now = clock.now();
+        api.add(
+            ContentType::Exchange,
+            "b1",
+            now - Duration::hours(2),
+            vec![],
+        );
+        queue.fail_next(1);
+        let settings = ListerSettings::default();
+        let r = run(
+            &store,
+            &queue,
+            &OneApi(api.clone()),
+            &clock,
+            &settings,
+            far(),
+        )
+        .await
+        .unwrap();
+        assert!(r.feeds[0].error.is_some(), "the failure is reported");
+        let id = TenantId::parse(TENANT).unwrap();
+        assert!(
+            store
+                .load_cursor(&id, ContentType::Exchange)
+                .await
+                .unwrap()
+                .is_none(),
+            "cursor advanced past a lost job"
+        );
+        let r = run(
+            &store,
+            &queue,
+            &OneApi(api.clone()),
+            &clock,
+            &settings,
+            far(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.feeds[0].redriven, 1, "the pending blob is enqueued again");
+        assert_eq!(queue.len(), 1);
+        assert!(
+            store
+                .load_cursor(&id, ContentType::Exchange)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_late_blob_inside_the_relist_band_is_caught_and_one_older_by_the_deep_relist() {
+        let (store, queue, api, clock) = setup().await;
+        let t0 = clock.now();
+        let settings = ListerSettings {
+            relist_band: Duration::minutes(30),
+            deep_relist_every: Some(Duration::hours(1)),
+            ..ListerSettings::default()
+        };
+        run(
+            &store,
+            &queue,
+            &OneApi(api.clone()),
+            &clock,
+            &settings,
+            far(),
+        )
+        .await
+        .unwrap();
+        // Published late: created before the cursor, visible only now.
+        api.add(
+            ContentType::Exchange,
+            "late-20m",
+            t0 - Duration::minutes(20),
+            vec![],
+        );
+        api.add(
+            ContentType::Exchange,
+            "late-3h",
+            t0 - Duration::hours(3),
+            vec![],
+        );
+        clock.set(t0 + Duration::minutes(5));
+        let r = run(
+            &store,
+            &queue,
+            &OneApi(api.clone()),
+            &clock,
+            &settings,
+            far(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.jobs(), 1, "the band catches the 20-minute-late blob");
+        clock.set(t0 + Duration::minutes(61));
+        let r = run(
+            &store,
+            &queue,
+            &OneApi(api.clone()),
+            &clock,
+            &settings,
+            far(),
+        )
+        .await
+        .unwrap();
+        assert!(r.feeds[0].deep);
+        assert_eq!(
+            r.jobs(),
+            1,
+            "the hourly deep re-list catches the 3-hour-late blob"
+        );
+        let ids: Vec<String> = queue.drain().into_iter().map(|j| j.content_id).collect();
+        assert_eq!(ids, ["late-20m", "late-3h"]);
+    }
+
+    #[tokio::test]
+    async fn windows_stay_under_24h_and_inside_7_days_and_the_cursor_never_passes_now() {
+        let (store, queue, api, clock) = setup().await;
+        let settings = ListerSettings {
+            first_run_lookback: Duration::hours(167),
+            ..ListerSettings::default()
+        };
+        let r = run(
+            &store,
+            &queue,
+            &OneApi(api.clone()),
+            &clock,
+            &settings,
+            far(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.feeds[0].windows, 7, "167 h in windows of 23 h 55 min");
+        let now = clock.now();
+        for (_, s, e) in api.listings.lock().unwrap().iter() {
+            assert!(*e - *s < Duration::hours(24));
+            assert!(*s >= now - Duration::days(7));
+            assert!(*e <= now);
+        }
+        assert_eq!(r.feeds[0].cursor, Some(now));
+    }
+
+    #[tokio::test]
+    async fn it_stops_before_the_deadline_and_the_next_tick_resumes() {
+        let (store, queue, api, clock) = setup().await;
+        let settings = ListerSettings {
+            first_run_lookback: Duration::hours(100),
+            ..ListerSettings::default()
+        };
+        // Already inside the stop margin: nothing is listed, nothing is lost.
+        let soon = Instant::now() + StdDuration::from_secs(1);
+        let r = run(
+            &store,
+            &queue,
+            &OneApi(api.clone()),
+            &clock,
+            &settings,
+            soon,
+        )
+        .await
+        .unwrap();
+        assert!(r.feeds[0].stopped_early);
+        assert_eq!(r.feeds[0].windows, 0);
+        let r = run(
+            &store,
+            &queue,
+            &OneApi(api.clone()),
+            &clock,
+            &settings,
+            far(),
+        )
+        .await
+        .unwrap();
+        assert!(!r.feeds[0].stopped_early);
+        assert_eq!(r.feeds[0].windows, 5);
+    }
+}

@@ -75,6 +75,8 @@ pub struct LocalReport {
     pub records: BTreeMap<String, u64>,
     /// Duplicate records dropped inside blobs.
     pub duplicates: u64,
+    /// Records dropped because an earlier blob already wrote their `Id`.
+    pub cross_blob_duplicates: u64,
     /// Jobs whose blob was already done.
     pub already_done: u64,
     /// Blobs expired upstream (data lost at Microsoft, reported).
@@ -216,8 +218,10 @@ where
             JobOutcome::Written {
                 records,
                 duplicates,
+                cross_blob_duplicates,
                 ..
             } => {
+                report.cross_blob_duplicates += cross_blob_duplicates;
                 report.blobs_written += 1;
                 *report
                     .records

@@ -12,6 +12,8 @@ pub mod fetcher;
 pub mod lister;
 pub mod local;
 pub mod subscriptions;
+#[cfg(test)]
+mod testkit;
 
 /// A tenant's Management API client could not be built (credential missing or unreadable).
 #[derive(Debug, Clone, thiserror::Error)]

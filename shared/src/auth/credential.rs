@@ -289,3 +289,214 @@ impl CertificateCredential {
             .map_err(|e| refuse(format!("signing the client assertion failed: {e}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use super::*;
+
+    struct Generated {
+        key_pem: String,
+        cert_pem: String,
+        der: Vec<u8>,
+    }
+
+    fn generate(not_after: Option<(i32, u8, u8)>) -> Generated {
+        let key =
+            rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                .unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["collector.example".into()]).unwrap();
+        if let Some((y, m, d)) = not_after {
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+        }
+        let cert = params.self_signed(&key).unwrap();
+        Generated {
+            key_pem: key.serialize_pem(),
+            cert_pem: cert.pem(),
+            der: cert.der().to_vec(),
+        }
+    }
+
+    fn one() -> &'static Generated {
+        static G: OnceLock<Generated> = OnceLock::new();
+        G.get_or_init(|| generate(Some((2049, 12, 31))))
+    }
+
+    fn two() -> &'static Generated {
+        static G: OnceLock<Generated> = OnceLock::new();
+        G.get_or_init(|| generate(None))
+    }
+
+    fn message(r: Result<Credential, AuthError>) -> String {
+        match r {
+            Err(AuthError::Credential { message }) => message,
+            other => panic!("expected a credential error, got {other:?}"),
+        }
+    }
+
+    fn decode_part(jwt: &str, i: usize) -> serde_json::Value {
+        let part = jwt.split('.').nth(i).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn key_and_certificate_in_either_order_give_the_thumbprints() {
+        let g = one();
+        for pem in [
+            format!("{}{}", g.key_pem, g.cert_pem),
+            format!("{}\n{}", g.cert_pem, g.key_pem),
+        ] {
+            let cred = Credential::certificate_from_pem(&pem, AssertionAlg::RS256).unwrap();
+            let c = cred.certificate().unwrap();
+            assert_eq!(c.x5t(), URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&g.der)));
+            assert_eq!(
+                c.x5t_s256(),
+                URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&g.der))
+            );
+            assert_eq!(c.thumbprint_hex().len(), 40);
+            assert_eq!(c.thumbprint_hex(), c.thumbprint_hex().to_uppercase());
+            assert_eq!(
+                c.not_after().map(|t| t.to_rfc3339()),
+                Some("2049-12-31T00:00:00+00:00".to_owned()),
+                "UTCTime notAfter"
+            );
+        }
+        let default = Credential::certificate_from_pem(
+            &format!("{}{}", two().key_pem, two().cert_pem),
+            AssertionAlg::PS256,
+        )
+        .unwrap();
+        let year = default
+            .certificate()
+            .unwrap()
+            .not_after()
+            .map(|t| chrono::Datelike::year(&t));
+        assert_eq!(year, Some(4096), "GeneralizedTime notAfter");
+    }
+
+    #[test]
+    fn pkcs1_rsa_private_key_is_accepted() {
+        let g = one();
+        let pkcs8 = pem::parse(&g.key_pem).unwrap();
+        let pkcs1 = der::pkcs8_to_pkcs1(pkcs8.contents()).unwrap();
+        let key_pem = pem::encode(&pem::Pem::new("RSA PRIVATE KEY", pkcs1));
+        let cred = Credential::certificate_from_pem(
+            &format!("{key_pem}{}", g.cert_pem),
+            AssertionAlg::RS256,
+        )
+        .unwrap();
+        assert!(cred.certificate().is_some());
+    }
+
+    #[test]
+    fn unusable_pems_are_refused_with_the_fix() {
+        let (a, b) = (one(), two());
+        let m = message(Credential::certificate_from_pem(
+            &a.key_pem,
+            AssertionAlg::RS256,
+        ));
+        assert!(m.starts_with("no CERTIFICATE block in the PEM: put the certificate uploaded to the app registration after the private key"), "{m}");
+        let m = message(Credential::certificate_from_pem(
+            &a.cert_pem,
+            AssertionAlg::RS256,
+        ));
+        assert!(m.starts_with("no private key in the PEM"), "{m}");
+        let m = message(Credential::certificate_from_pem(
+            &format!("{}{}", a.key_pem, b.cert_pem),
+            AssertionAlg::RS256,
+        ));
+        assert!(m.contains("does not belong to the certificate"), "{m}");
+        let m = message(Credential::certificate_from_pem(
+            &format!("{}{}{}", a.key_pem, b.key_pem, a.cert_pem),
+            AssertionAlg::RS256,
+        ));
+        assert!(m.contains("more than one private key"), "{m}");
+        let encrypted = pem::encode(&pem::Pem::new("ENCRYPTED PRIVATE KEY", vec![1, 2, 3]));
+        let m = message(Credential::certificate_from_pem(
+            &format!("{encrypted}{}", a.cert_pem),
+            AssertionAlg::RS256,
+        ));
+        assert!(m.contains("encrypted"), "{m}");
+        let m = message(Credential::certificate_from_pem(
+            "just text",
+            AssertionAlg::RS256,
+        ));
+        assert!(m.contains("PRIVATE KEY"), "{m}");
+        let junk_key = pem::encode(&pem::Pem::new(
+            "PRIVATE KEY",
+            vec![0x30, 0x03, 0x02, 0x01, 0x00],
+        ));
+        let m = message(Credential::certificate_from_pem(
+            &format!("{junk_key}{}", a.cert_pem),
+            AssertionAlg::RS256,
+        ));
+        assert!(m.contains("not an RSA private key"), "{m}");
+        // A chain: the leaf is found whatever its position.
+        let chain = format!("{}{}{}", b.cert_pem, a.key_pem, a.cert_pem);
+        let cred = Credential::certificate_from_pem(&chain, AssertionAlg::RS256).unwrap();
+        assert_eq!(
+            cred.certificate().unwrap().x5t(),
+            URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(&a.der))
+        );
+    }
+
+    #[test]
+    fn assertions_carry_the_documented_header_and_claims() {
+        let g = one();
+        let pem = format!("{}{}", g.key_pem, g.cert_pem);
+        let aud = "https://login.microsoftonline.com/t/oauth2/v2.0/token";
+        for (alg, name, thumb) in [
+            (AssertionAlg::RS256, "RS256", "x5t"),
+            (AssertionAlg::PS256, "PS256", "x5t#S256"),
+        ] {
+            let cred = Credential::certificate_from_pem(&pem, alg).unwrap();
+            let c = cred.certificate().unwrap();
+            let jwt = c.assertion("client-1", aud).unwrap();
+            let header = decode_part(&jwt, 0);
+            assert_eq!(header["alg"], name);
+            assert_eq!(header["typ"], "JWT");
+            let expected = if thumb == "x5t" {
+                c.x5t()
+            } else {
+                c.x5t_s256()
+            };
+            assert_eq!(header[thumb], expected);
+            let other = if thumb == "x5t" { "x5t#S256" } else { "x5t" };
+            assert!(header.get(other).is_none(), "{header}");
+            let claims = decode_part(&jwt, 1);
+            assert_eq!(claims["aud"], aud);
+            assert_eq!(claims["iss"], "client-1");
+            assert_eq!(claims["sub"], "client-1");
+            assert_eq!(claims["nbf"], claims["iat"]);
+            assert_eq!(
+                claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+                600
+            );
+            assert!(uuid::Uuid::parse_str(claims["jti"].as_str().unwrap()).is_ok());
+            let again = decode_part(&c.assertion("client-1", aud).unwrap(), 1);
+            assert_ne!(claims["jti"], again["jti"], "a fresh jti per assertion");
+            let key = jsonwebtoken::DecodingKey::from_rsa_pem(g.cert_pem.as_bytes()).unwrap();
+            let mut v = jsonwebtoken::Validation::new(jwt_alg(alg));
+            v.set_audience(&[aud]);
+            jsonwebtoken::decode::<serde_json::Value>(&jwt, &key, &v).unwrap();
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let g = one();
+        let cred = Credential::certificate_from_pem(
+            &format!("{}{}", g.key_pem, g.cert_pem),
+            AssertionAlg::RS256,
+        )
+        .unwrap();
+        let shown = format!("{cred:?}");
+        assert!(shown.contains("x5t"), "{shown}");
+        let key_b64: String = g.key_pem.lines().nth(1).unwrap().chars().take(20).collect();
+        assert!(
+            !shown.contains(&key_b64) && !shown.contains("PRIVATE"),
+            "{shown}"
+        );
+    }
+}

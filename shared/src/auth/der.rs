@@ -146,6 +146,16 @@ fn time(tag: u8, value: &[u8]) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
+/// The PKCS#1 `RSAPrivateKey` inside a PKCS#8 `PrivateKeyInfo` (tests convert keys with it).
+#[cfg(test)]
+pub(crate) fn pkcs8_to_pkcs1(der: &[u8]) -> Option<Vec<u8>> {
+    let (info, _) = expect(der, SEQUENCE)?;
+    let (_version, r) = expect(info, INTEGER)?;
+    let (_alg, r) = expect(r, SEQUENCE)?;
+    let (key, _) = expect(r, OCTET_STRING)?;
+    Some(key.to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,8 +30,9 @@ pub enum AuthError {
     },
     /// The token endpoint could not be reached or kept failing (network, 429, 5xx).
     #[error(
-        "tenant `{tenant}`, app `{client_id}`: token request failed after {attempts} attempt(s): {message}{}",
-        status.map(|s| format!(" (last HTTP status {s})")).unwrap_or_default()
+        "tenant `{tenant}`, app `{client_id}`: token request failed after {attempts} attempt(s): {message}{}; {}",
+        status.map(|s| format!(" (last HTTP status {s})")).unwrap_or_default(),
+        http_fix(*status)
     )]
     Http {
         /// Tenant id.
@@ -47,7 +48,7 @@ pub enum AuthError {
     },
     /// The token endpoint answered something that is not a usable token response.
     #[error(
-        "tenant `{tenant}`, app `{client_id}`: unusable token response (HTTP {status}): {message}"
+        "tenant `{tenant}`, app `{client_id}`: unusable token response (HTTP {status}): {message}; {DECODE_FIX}"
     )]
     Decode {
         /// Tenant id.
@@ -68,10 +69,14 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    /// True for refusals only a person can fix (AADSTS codes, an unusable credential).
+    /// True for refusals only a person can fix: AADSTS codes, an unusable credential, or a
+    /// 4xx answer that is not Entra's (the login URL is wrong).
     pub fn is_config(&self) -> bool {
         match self {
             AuthError::Aadsts { .. } | AuthError::Credential { .. } => true,
+            AuthError::Http {
+                status: Some(s), ..
+            } => (400..500).contains(s) && !matches!(s, 408 | 429),
             AuthError::Http { .. } | AuthError::Decode { .. } => false,
         }
     }
@@ -85,13 +90,23 @@ impl AuthError {
     pub fn fix(&self) -> &'static str {
         match self {
             AuthError::Aadsts { fix, .. } => fix,
-            AuthError::Http { .. } => {
-                "check network access from the collector to the login host (proxy, firewall, DNS); transient failures are retried"
-            }
-            AuthError::Decode { .. } => {
-                "the login endpoint answered without a token: check that the login URL points at Entra ID (endpoints.login)"
-            }
+            AuthError::Http { status, .. } => http_fix(*status),
+            AuthError::Decode { .. } => DECODE_FIX,
             AuthError::Credential { .. } => "fix the stored credential as the message says",
+        }
+    }
+}
+
+const DECODE_FIX: &str =
+    "the login endpoint answered without a token: check that endpoints.login points at Entra ID";
+
+fn http_fix(status: Option<u16>) -> &'static str {
+    match status {
+        Some(s) if (400..500).contains(&s) && !matches!(s, 408 | 429) => {
+            "the login host answered with an error that is not Entra ID's: check endpoints.login (the login host of the tenant's cloud)"
+        }
+        _ => {
+            "check network access from the collector to the login host (proxy, firewall, DNS); transient failures are retried"
         }
     }
 }

@@ -21,6 +21,7 @@ use aws_sdk_dynamodb::types::{
     TimeToLiveStatus,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::{Claim, StateStore, StoreError, ledger_ttl, may_replace};
 use crate::aws::classify;
@@ -32,6 +33,9 @@ type Item = HashMap<String, AttributeValue>;
 
 const TENANTS_PK: &str = "TENANTS";
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailedException";
+const RECORD_SK: &str = "REC";
+/// Record claims written at once by one [`StateStore::claim_records`] call.
+const CLAIM_CONCURRENCY: usize = 32;
 
 /// The state store on DynamoDB.
 #[derive(Debug, Clone)]
@@ -83,6 +87,37 @@ impl DynamoDbStore {
             .await
             .map_err(|e| self.err(operation, &e))?;
         Ok(out.item.filter(|i| !i.is_empty()))
+    }
+
+    /// One record claim of [`StateStore::claim_records`]: a put conditional on the record being
+    /// unclaimed, claimed by this same blob, or past its TTL.
+    async fn claim_record(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        record_id: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(record_pk(tenant, record_id)))
+            .item("sk", s(RECORD_SK))
+            .item("blob", s(content_id))
+            .item("expires_at", n(expires_at))
+            .condition_expression("attribute_not_exists(pk) OR #b = :blob OR expires_at <= :now")
+            .expression_attribute_names("#b", "blob")
+            .expression_attribute_values(":blob", s(content_id))
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some(CONDITIONAL_CHECK_FAILED) => Ok(false),
+            Err(e) => Err(self.err("claim_records", &e)),
+        }
     }
 }
 
@@ -207,6 +242,10 @@ fn cursor_sk(ct: ContentType) -> String {
 
 fn blob_sk(content_id: &str) -> String {
     format!("BLOB#{content_id}")
+}
+
+fn record_pk(tenant: &TenantId, record_id: &str) -> String {
+    format!("REC#{tenant}#{record_id}")
 }
 
 fn s(v: impl Into<String>) -> AttributeValue {
@@ -544,6 +583,30 @@ impl StateStore for DynamoDbStore {
             return Ok(None);
         };
         decode_ledger(&item, now, &format!("ledger entry {tenant}/{content_id}"))
+    }
+
+    async fn claim_records(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        if record_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (expires_at, now) = (expires_at.timestamp(), now.timestamp());
+        // The futures are built up front (lazy: nothing is sent before `buffered` polls them);
+        // a closure inside the stream would trip the `Send` check of this future.
+        let claims: Vec<_> = record_ids
+            .iter()
+            .map(|id| self.claim_record(tenant, content_id, id, expires_at, now))
+            .collect();
+        futures_util::stream::iter(claims)
+            .buffered(CLAIM_CONCURRENCY)
+            .try_collect()
+            .await
     }
 }
 

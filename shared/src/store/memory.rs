@@ -22,6 +22,8 @@ struct State {
     cursors: BTreeMap<(TenantId, ContentType), Versioned<Cursor>>,
     /// Entry and its TTL (epoch seconds).
     ledger: BTreeMap<(TenantId, String), (LedgerEntry, i64)>,
+    /// Record claims: owning content id and TTL (epoch seconds), by tenant and record id.
+    records: BTreeMap<(TenantId, String), (String, i64)>,
 }
 
 /// The state store in memory, with the same semantics as the others (versions, conditional
@@ -151,6 +153,37 @@ impl StateStore for MemoryStore {
             .filter(|(_, expires_at)| !is_expired(*expires_at, now))
             .map(|(entry, _)| entry.clone()))
     }
+
+    async fn claim_records(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        if record_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut state = self.lock();
+        let owned = record_ids
+            .iter()
+            .map(|id| {
+                let key = (tenant.clone(), id.clone());
+                if let Some((blob, ttl)) = state.records.get(&key)
+                    && blob != content_id
+                    && !is_expired(*ttl, now)
+                {
+                    return false;
+                }
+                state
+                    .records
+                    .insert(key, (content_id.to_owned(), expires_at.timestamp()));
+                true
+            })
+            .collect();
+        Ok(owned)
+    }
 }
 
 /// The contract every [`StateStore`] adapter keeps, run against the in-process ones (the
@@ -205,6 +238,7 @@ pub(super) mod contract {
         tenants(store).await;
         cursors(store).await;
         ledger(store).await;
+        records(store).await;
     }
 
     async fn tenants<S: StateStore>(store: &S) {
@@ -388,6 +422,95 @@ pub(super) mod contract {
                 .unwrap(),
             Some(entry(BlobState::Pending, now)),
             "the expired done entry was replaced by the new claim"
+        );
+    }
+
+    fn ids(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|&i| i.to_owned()).collect()
+    }
+
+    async fn records<S: StateStore>(store: &S) {
+        let t = TenantId::parse("ffffffff-0000-4000-8000-000000000006").unwrap();
+        let other = TenantId::parse("aaaaaaaa-0000-4000-8000-000000000007").unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let ttl = now + Duration::days(8);
+        let (first, second) = ("20261122$first", "20261122$second");
+
+        assert!(
+            store
+                .claim_records(&t, first, &[], ttl, now)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store
+                .claim_records(&t, first, &ids(&["r1", "r2", "r3"]), ttl, now)
+                .await
+                .unwrap(),
+            [true, true, true],
+            "unclaimed records go to the first blob"
+        );
+        assert_eq!(
+            store
+                .claim_records(&t, second, &ids(&["r4", "r2", "r5", "r3"]), ttl, now)
+                .await
+                .unwrap(),
+            [true, false, true, false],
+            "the overlap stays with the first blob, in input order"
+        );
+        assert_eq!(
+            store
+                .claim_records(&t, first, &ids(&["r3", "r1", "r4", "r2"]), ttl, now)
+                .await
+                .unwrap(),
+            [true, true, false, true],
+            "a retry of the first blob still owns its records"
+        );
+        assert_eq!(
+            store
+                .claim_records(&other, second, &ids(&["r1"]), ttl, now)
+                .await
+                .unwrap(),
+            [true],
+            "per tenant"
+        );
+        assert_eq!(
+            store
+                .claim_records(&t, second, &ids(&["r1", "r1"]), ttl, now)
+                .await
+                .unwrap(),
+            [false, false],
+            "a repeated id does not panic"
+        );
+        // At (and past) expires_at a claim is gone: another blob takes the record over.
+        assert_eq!(
+            store
+                .claim_records(
+                    &t,
+                    second,
+                    &ids(&["r1", "r2"]),
+                    ttl + Duration::days(8),
+                    ttl
+                )
+                .await
+                .unwrap(),
+            [true, true],
+            "expired claims are taken over"
+        );
+        assert_eq!(
+            store
+                .claim_records(
+                    &t,
+                    first,
+                    &ids(&["r1", "r6"]),
+                    ttl,
+                    ttl + Duration::seconds(1)
+                )
+                .await
+                .unwrap(),
+            [false, true],
+            "the new claim lives until its own expiry"
         );
     }
 }

@@ -8,6 +8,7 @@
 //! | tenant | `TENANTS` | `TENANT#{tenant}` |
 //! | cursor | `TENANT#{tenant}` | `CURSOR#{content type}` |
 //! | ledger entry | `TENANT#{tenant}` | `BLOB#{content id}` (TTL: a day after `contentExpiration`) |
+//! | record claim | `REC#{tenant}#{record id}` | `REC` (owning blob in `blob`; TTL: `expires_at`) |
 
 use std::future::Future;
 
@@ -154,6 +155,23 @@ pub trait StateStore: Send + Sync {
         content_id: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<LedgerEntry>, StoreError>> + Send;
+
+    /// Claims record `Id`s for a blob, across blobs: returns, per id and in the same order,
+    /// `true` when this blob owns the record (it was unclaimed, or this same blob claimed it
+    /// before — a retry after a crash), `false` when another blob claimed it first (Microsoft
+    /// delivered the record twice). A claim lives until `expires_at`; expired claims count as
+    /// absent.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    fn claim_records(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 }
 
 /// Shared by the adapters: the TTL of a ledger entry.
@@ -219,5 +237,15 @@ impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Option<LedgerEntry>, StoreError>> + Send {
         (**self).blob_entry(tenant, content_id, now)
+    }
+    fn claim_records(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+        (**self).claim_records(tenant, content_id, record_ids, expires_at, now)
     }
 }

@@ -1,8 +1,9 @@
 //! [`StateStore`] in one local [redb](https://docs.rs/redb) file, for local runs.
 //!
-//! Three tables of JSON values: `tenants` (key: tenant id), `cursors` (key:
-//! `{tenant}/{content type}`, value: version and cursor) and `ledger` (key:
-//! `{tenant}/{content id}`, value: entry and its TTL in epoch seconds). redb serializes write
+//! Four tables of JSON values: `tenants` (key: tenant id), `cursors` (key:
+//! `{tenant}/{content type}`, value: version and cursor), `ledger` (key:
+//! `{tenant}/{content id}`, value: entry and its TTL in epoch seconds) and `records` (key:
+//! `{tenant}\u{1f}{record id}`, value: owning content id and TTL). redb serializes write
 //! transactions, so each conditional update is one read-check-write transaction. Every redb
 //! call runs on tokio's blocking pool.
 
@@ -25,6 +26,7 @@ use crate::model::{
 const TENANTS: TableDefinition<&str, &str> = TableDefinition::new("tenants");
 const CURSORS: TableDefinition<&str, &str> = TableDefinition::new("cursors");
 const LEDGER: TableDefinition<&str, &str> = TableDefinition::new("ledger");
+const RECORDS: TableDefinition<&str, &str> = TableDefinition::new("records");
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredCursor {
@@ -37,6 +39,15 @@ struct StoredEntry {
     /// TTL, epoch seconds (as on DynamoDB).
     expires_at: i64,
     entry: LedgerEntry,
+}
+
+/// A record claim.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredRecord {
+    /// The owning blob's content id.
+    blob: String,
+    /// TTL, epoch seconds (as on DynamoDB).
+    expires_at: i64,
 }
 
 /// The state store in a local redb file. Clones share the open database (redb allows one
@@ -90,6 +101,10 @@ fn ledger_key(tenant: &TenantId, content_id: &str) -> String {
     format!("{tenant}/{content_id}")
 }
 
+fn record_key(tenant: &TenantId, record_id: &str) -> String {
+    format!("{tenant}\u{1f}{record_id}")
+}
+
 impl RedbStore {
     /// Opens (or creates) the store file at `path`, creating its parent folder if needed (on
     /// tokio's blocking pool).
@@ -113,7 +128,7 @@ impl RedbStore {
         }
         let db = Database::create(&path).map_err(|e| backend("open", &path, e))?;
         let txn = db.begin_write().map_err(|e| backend("open", &path, e))?;
-        for table in [TENANTS, CURSORS, LEDGER] {
+        for table in [TENANTS, CURSORS, LEDGER, RECORDS] {
             txn.open_table(table)
                 .map_err(|e| backend("open", &path, e))?;
         }
@@ -377,6 +392,50 @@ impl StateStore for RedbStore {
                 .open_table(LEDGER)
                 .map_err(|e| backend("blob_entry", path, e))?;
             get_ledger(&t, &key, now, path, "blob_entry")
+        })
+        .await
+    }
+
+    async fn claim_records(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        if record_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let op = "claim_records";
+        let json = encode(
+            op,
+            &StoredRecord {
+                blob: content_id.to_owned(),
+                expires_at: expires_at.timestamp(),
+            },
+        )?;
+        let content_id = content_id.to_owned();
+        let keys: Vec<String> = record_ids.iter().map(|id| record_key(tenant, id)).collect();
+        self.write(op, move |txn, path| {
+            let mut t = txn.open_table(RECORDS).map_err(|e| backend(op, path, e))?;
+            let mut owned = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let held_by_other = match t.get(key.as_str()).map_err(|e| backend(op, path, e))? {
+                    None => false,
+                    Some(v) => {
+                        let stored: StoredRecord =
+                            decode(format!("record claim {key}"), v.value())?;
+                        stored.blob != content_id && !is_expired(stored.expires_at, now)
+                    }
+                };
+                if !held_by_other {
+                    t.insert(key.as_str(), json.as_str())
+                        .map_err(|e| backend(op, path, e))?;
+                }
+                owned.push(!held_by_other);
+            }
+            Ok(owned)
         })
         .await
     }
