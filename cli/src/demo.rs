@@ -166,7 +166,19 @@ client_secret_file = "demo-client-secret.txt"
     crate::local::print_report(&report);
 
     let summary = emu.request_summary();
-    println!("  API calls to the emulator: {}", summary.total);
+    let refused: u64 = summary
+        .by_endpoint_status
+        .iter()
+        .filter(|(k, _)| {
+            k.ends_with(" 403") || k.ends_with(" 429") || k.ends_with(" 500") || k.ends_with(" 503")
+        })
+        .map(|(_, n)| n)
+        .sum();
+    println!(
+        "  API calls to the emulator: {} ({refused} throttled or failed by the emulator and retried; \
+         400s are AF20022 'no subscription' answers, after which the collector started the subscription)",
+        summary.total
+    );
     for (k, n) in &summary.by_endpoint_status {
         println!("    {k:<20} {n:>6}");
     }

@@ -186,17 +186,18 @@ where
     }
     let results: Vec<FeedReport> = futures_util::stream::iter(feeds)
         .map(|(tenant, api, ct, budget)| async move {
-            list_feed(
+            FeedRun {
                 store,
                 queue,
-                api.as_ref(),
+                api: api.as_ref(),
                 clock,
                 settings,
                 deadline,
-                &tenant,
+                tenant: &tenant,
                 ct,
-                &budget,
-            )
+                budget: &budget,
+            }
+            .run()
             .await
         })
         .buffer_unordered(settings.concurrency.max(1))
@@ -209,211 +210,196 @@ where
     Ok(report)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn list_feed<S, Q, A, C>(
-    store: &S,
-    queue: &Q,
-    api: &A,
-    clock: &C,
-    settings: &ListerSettings,
+/// One feed's listing, with everything it needs.
+struct FeedRun<'a, S, Q, A, C> {
+    store: &'a S,
+    queue: &'a Q,
+    api: &'a A,
+    clock: &'a C,
+    settings: &'a ListerSettings,
     deadline: Instant,
-    tenant: &Tenant,
+    tenant: &'a Tenant,
     ct: ContentType,
-    budget: &Budget,
-) -> FeedReport
-where
-    S: StateStore,
-    Q: JobQueue,
-    A: ActivityApi,
-    C: Clock,
-{
-    let mut report = FeedReport {
-        tenant: tenant.id.to_string(),
-        content_type: ct,
-        windows: 0,
-        listed: 0,
-        enqueued: 0,
-        redriven: 0,
-        known: 0,
-        deep: false,
-        cursor: None,
-        stopped_early: false,
-        error: None,
-    };
-    if let Err(e) = list_feed_inner(
-        store,
-        queue,
-        api,
-        clock,
-        settings,
-        deadline,
-        tenant,
-        ct,
-        budget,
-        &mut report,
-    )
-    .await
-    {
-        tracing::error!(tenant = %tenant.id, content_type = %ct, error = %e, "feed failed; other feeds continue");
-        report.error = Some(e);
-    }
-    tracing::info!(
-        tenant = %tenant.id, content_type = %ct, windows = report.windows, listed = report.listed,
-        enqueued = report.enqueued, redriven = report.redriven, known = report.known,
-        deep = report.deep, stopped_early = report.stopped_early,
-        cursor = ?report.cursor.map(|c| c.to_rfc3339()), "feed listed"
-    );
-    report
+    budget: &'a Budget,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn list_feed_inner<S, Q, A, C>(
-    store: &S,
-    queue: &Q,
-    api: &A,
-    clock: &C,
-    settings: &ListerSettings,
-    deadline: Instant,
-    tenant: &Tenant,
-    ct: ContentType,
-    budget: &Budget,
-    report: &mut FeedReport,
-) -> Result<(), String>
+impl<S, Q, A, C> FeedRun<'_, S, Q, A, C>
 where
     S: StateStore,
     Q: JobQueue,
     A: ActivityApi,
     C: Clock,
 {
-    let now = clock.now();
-    let saved = store
-        .load_cursor(&tenant.id, ct)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut start, mut version, deep_relist_at) = match &saved {
-        None => (now - settings.first_run_lookback, None, None),
-        Some(c) => (
-            c.value.listed_until - settings.relist_band,
-            Some(c.version),
-            c.value.deep_relist_at,
-        ),
-    };
-    let deep = match (settings.deep_relist_every, &saved) {
-        (Some(every), Some(_)) => deep_relist_at.is_none_or(|at| now - at >= every),
-        // A first run that looks back at least as far counts as a deep re-list.
-        (Some(_), None) => settings.first_run_lookback >= settings.deep_relist_span,
-        (None, _) => false,
-    };
-    if deep {
-        start = start.min(now - settings.deep_relist_span);
-        report.deep = true;
+    async fn run(self) -> FeedReport {
+        let (tenant, ct) = (self.tenant, self.ct);
+        let mut report = FeedReport {
+            tenant: tenant.id.to_string(),
+            content_type: ct,
+            windows: 0,
+            listed: 0,
+            enqueued: 0,
+            redriven: 0,
+            known: 0,
+            deep: false,
+            cursor: None,
+            stopped_early: false,
+            error: None,
+        };
+        if let Err(e) = self.list(&mut report).await {
+            tracing::error!(tenant = %tenant.id, content_type = %ct, error = %e, "feed failed; other feeds continue");
+            report.error = Some(e);
+        }
+        tracing::info!(
+            tenant = %tenant.id, content_type = %ct, windows = report.windows, listed = report.listed,
+            enqueued = report.enqueued, redriven = report.redriven, known = report.known,
+            deep = report.deep, stopped_early = report.stopped_early,
+            cursor = ?report.cursor.map(|c| c.to_rfc3339()), "feed listed"
+        );
+        report
     }
-    let windows = Window::split(start, now, settings.window, now);
-    let mut last_end = saved.as_ref().map(|c| c.value.listed_until);
-    for w in &windows {
-        if Instant::now() + settings.stop_margin >= deadline {
-            report.stopped_early = true;
-            break;
+
+    async fn list(&self, report: &mut FeedReport) -> Result<(), String> {
+        let FeedRun {
+            store,
+            queue,
+            api,
+            clock,
+            settings,
+            deadline,
+            tenant,
+            ct,
+            budget,
+        } = *self;
+        let now = clock.now();
+        let saved = store
+            .load_cursor(&tenant.id, ct)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut start, mut version, deep_relist_at) = match &saved {
+            None => (now - settings.first_run_lookback, None, None),
+            Some(c) => (
+                c.value.listed_until - settings.relist_band,
+                Some(c.version),
+                c.value.deep_relist_at,
+            ),
+        };
+        let deep = match (settings.deep_relist_every, &saved) {
+            (Some(every), Some(_)) => deep_relist_at.is_none_or(|at| now - at >= every),
+            // A first run that looks back at least as far counts as a deep re-list.
+            (Some(_), None) => settings.first_run_lookback >= settings.deep_relist_span,
+            (None, _) => false,
+        };
+        if deep {
+            start = start.min(now - settings.deep_relist_span);
+            report.deep = true;
         }
-        if !budget.acquire(deadline).await {
-            report.stopped_early = true;
-            break;
-        }
-        let blobs = match api.list_content(ct, w).await {
-            Ok(b) => b,
-            Err(e) if e.class() == ErrorClass::Resubscribe => {
-                tracing::warn!(tenant = %tenant.id, content_type = %ct, error = %e, "subscription missing or disabled: starting it");
-                api.start_subscription(ct)
+        let windows = Window::split(start, now, settings.window, now);
+        let mut last_end = saved.as_ref().map(|c| c.value.listed_until);
+        for w in &windows {
+            if Instant::now() + settings.stop_margin >= deadline {
+                report.stopped_early = true;
+                break;
+            }
+            if !budget.acquire(deadline).await {
+                report.stopped_early = true;
+                break;
+            }
+            let blobs = match api.list_content(ct, w).await {
+                Ok(b) => b,
+                Err(e) if e.class() == ErrorClass::Resubscribe => {
+                    tracing::warn!(tenant = %tenant.id, content_type = %ct, error = %e, "subscription missing or disabled: starting it");
+                    api.start_subscription(ct)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    api.list_content(ct, w).await.map_err(|e| e.to_string())?
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            report.listed += blobs.len() as u64;
+            let listed_at = clock.now();
+            let mut jobs = Vec::new();
+            for blob in &blobs {
+                match store
+                    .claim_blob(&tenant.id, blob, listed_at)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    Claim::New => {
+                        report.enqueued += 1;
+                        jobs.push(FetchJob::new(tenant.id.clone(), blob, listed_at));
+                    }
+                    Claim::Existing(entry) if entry.state == BlobState::Pending => {
+                        report.redriven += 1;
+                        jobs.push(FetchJob::new(tenant.id.clone(), blob, listed_at));
+                    }
+                    Claim::Existing(_) => report.known += 1,
+                }
+            }
+            let outcome = queue.enqueue(&jobs).await.map_err(|e| e.to_string())?;
+            let failed: HashMap<&str, &str> = outcome
+                .failed
+                .iter()
+                .map(|(id, reason)| (id.as_str(), reason.as_str()))
+                .collect();
+            for job in &jobs {
+                if failed.contains_key(job.content_id.as_str()) {
+                    continue;
+                }
+                let entry = LedgerEntry {
+                    state: BlobState::Enqueued,
+                    updated_at: listed_at,
+                    records: None,
+                    object_key: None,
+                    reason: None,
+                };
+                store
+                    .set_blob_state(&tenant.id, &job.blob(), &entry)
                     .await
                     .map_err(|e| e.to_string())?;
-                api.list_content(ct, w).await.map_err(|e| e.to_string())?
             }
-            Err(e) => return Err(e.to_string()),
-        };
-        report.listed += blobs.len() as u64;
-        let listed_at = clock.now();
-        let mut jobs = Vec::new();
-        for blob in &blobs {
-            match store
-                .claim_blob(&tenant.id, blob, listed_at)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                Claim::New => {
-                    report.enqueued += 1;
-                    jobs.push(FetchJob::new(tenant.id.clone(), blob, listed_at));
-                }
-                Claim::Existing(entry) if entry.state == BlobState::Pending => {
-                    report.redriven += 1;
-                    jobs.push(FetchJob::new(tenant.id.clone(), blob, listed_at));
-                }
-                Claim::Existing(_) => report.known += 1,
+            if let Some((id, reason)) = failed.iter().next() {
+                // The failed blobs stay pending and are re-driven next time; the cursor stays put.
+                report.enqueued -= failed.len().min(report.enqueued as usize) as u64;
+                return Err(format!(
+                    "{} job(s) could not be enqueued (e.g. {id}: {reason}); the cursor stays at {} and the next run retries",
+                    failed.len(),
+                    w.start().to_rfc3339()
+                ));
             }
-        }
-        let outcome = queue.enqueue(&jobs).await.map_err(|e| e.to_string())?;
-        let failed: HashMap<&str, &str> = outcome
-            .failed
-            .iter()
-            .map(|(id, reason)| (id.as_str(), reason.as_str()))
-            .collect();
-        for job in &jobs {
-            if failed.contains_key(job.content_id.as_str()) {
-                continue;
-            }
-            let entry = LedgerEntry {
-                state: BlobState::Enqueued,
-                updated_at: listed_at,
-                records: None,
-                object_key: None,
-                reason: None,
-            };
-            store
-                .set_blob_state(&tenant.id, &job.blob(), &entry)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        if let Some((id, reason)) = failed.iter().next() {
-            // The failed blobs stay pending and are re-driven next time; the cursor stays put.
-            report.enqueued -= failed.len().min(report.enqueued as usize) as u64;
-            return Err(format!(
-                "{} job(s) could not be enqueued (e.g. {id}: {reason}); the cursor stays at {} and the next run retries",
-                failed.len(),
-                w.start().to_rfc3339()
-            ));
-        }
-        // Everything of this window is durably on the queue: advance the cursor (never back).
-        let until = last_end.map_or(w.end(), |l| l.max(w.end()));
-        let cursor = Cursor {
-            listed_until: until,
-            deep_relist_at: if deep { None } else { deep_relist_at },
-        };
-        version = Some(
-            store
-                .save_cursor(&tenant.id, ct, &cursor, version)
-                .await
-                .map_err(|e| e.to_string())?,
-        );
-        last_end = Some(until);
-        report.windows += 1;
-        report.cursor = Some(until);
-    }
-    if deep
-        && !report.stopped_early
-        && report.windows as usize == windows.len()
-        && let (Some(until), Some(v)) = (last_end, version)
-    {
-        {
+            // Everything of this window is durably on the queue: advance the cursor (never back).
+            let until = last_end.map_or(w.end(), |l| l.max(w.end()));
             let cursor = Cursor {
                 listed_until: until,
-                deep_relist_at: Some(now),
+                deep_relist_at: if deep { None } else { deep_relist_at },
             };
-            store
-                .save_cursor(&tenant.id, ct, &cursor, Some(v))
-                .await
-                .map_err(|e| e.to_string())?;
+            version = Some(
+                store
+                    .save_cursor(&tenant.id, ct, &cursor, version)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+            last_end = Some(until);
+            report.windows += 1;
+            report.cursor = Some(until);
         }
+        if deep
+            && !report.stopped_early
+            && report.windows as usize == windows.len()
+            && let (Some(until), Some(v)) = (last_end, version)
+        {
+            {
+                let cursor = Cursor {
+                    listed_until: until,
+                    deep_relist_at: Some(now),
+                };
+                store
+                    .save_cursor(&tenant.id, ct, &cursor, Some(v))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 #[cfg(test)]
