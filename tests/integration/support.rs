@@ -56,8 +56,8 @@ users = 8
 [tenant.data]
 hours_back = 5
 records_per_blob = 4
-late_fraction = 0.2
-late_by_secs = 1200
+late_fraction = 0.3
+late_by_secs = 600
 duplicate_fraction = 0.1
 expired_fraction = 0.04
 expire_after_secs = 0
@@ -71,8 +71,8 @@ users = 5
 [tenant.data]
 hours_back = 5
 records_per_blob = 4
-late_fraction = 0.2
-late_by_secs = 1200
+late_fraction = 0.3
+late_by_secs = 600
 duplicate_fraction = 0.1
 records_per_hour = {{ "Audit.AzureActiveDirectory" = 6, "Audit.Exchange" = 6, "Audit.SharePoint" = 6, "Audit.General" = 4, "DLP.All" = 2 }}
 

@@ -504,19 +504,15 @@ async fn records_are_out_of_order_and_older_than_their_blob_and_all_content_type
 
 #[tokio::test]
 async fn late_content_duplicates_and_expired_blobs() {
-    let emu = start("").await;
-    drop(emu);
-    let extra = "";
     let scenario = base_toml().replacen(
         "records_per_blob = 5",
-        "records_per_blob = 5\nlate_fraction = 0.3\nlate_by_secs = 7200\nduplicate_fraction = 0.2\nexpired_fraction = 0.2\nexpire_after_secs = 600",
+        "records_per_blob = 5\nlate_fraction = 0.6\nlate_by_secs = 14400\nduplicate_fraction = 0.2\nexpired_fraction = 0.2\nexpire_after_secs = 600",
         1,
     );
-    let emu = o365_emulator::Emulator::start(
-        o365_emulator::Scenario::from_toml(&format!("{scenario}\n{extra}")).unwrap(),
-    )
-    .await
-    .unwrap();
+    let emu =
+        o365_emulator::Emulator::start(o365_emulator::Scenario::from_toml(&scenario).unwrap())
+            .await
+            .unwrap();
     let base = emu.base_url();
     let token = manage_token(&base, TENANT_A).await;
     let truth: Vec<_> = emu
@@ -537,7 +533,7 @@ async fn late_content_duplicates_and_expired_blobs() {
             .iter()
             .any(|i| i["contentId"] == late.content_id.as_str())
     );
-    emu.advance_clock(Duration::hours(2) + Duration::minutes(1));
+    emu.advance_clock(Duration::hours(4) + Duration::minutes(1));
     let token = manage_token(&base, TENANT_A).await;
     let (after, _) = list_all(&base, TENANT_A, &token, CT, &fmt(start_t), &fmt(end_t)).await;
     assert!(
