@@ -30,7 +30,7 @@ fn read_output(root: &Path) -> Result<Collected, String> {
         duplicates: 0,
         files: 0,
     };
-    let mut stack = vec![root.join("events")];
+    let mut stack = vec![root.join("ocsf")];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -51,11 +51,8 @@ fn read_output(root: &Path) -> Result<Collected, String> {
                 let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
                 let v: serde_json::Value =
                     serde_json::from_str(&line).map_err(|e| format!("{}: {e}", path.display()))?;
-                let key = (
-                    v["tenant_id"].as_str().unwrap_or("").to_owned(),
-                    v["content_type"].as_str().unwrap_or("").to_owned(),
-                );
-                let id = v["record_id"].as_str().unwrap_or("").to_owned();
+                let key = partition(&path);
+                let id = v["metadata"]["uid"].as_str().unwrap_or("").to_owned();
                 if !out.ids.entry(key).or_default().insert(id) {
                     out.duplicates += 1;
                 }
@@ -63,6 +60,20 @@ fn read_output(root: &Path) -> Result<Collected, String> {
         }
     }
     Ok(out)
+}
+
+/// (tenant, content type) of an events file, from its Hive-style path.
+fn partition(path: &Path) -> (String, String) {
+    let mut tenant = String::new();
+    let mut content_type = String::new();
+    for part in path.iter().filter_map(|p| p.to_str()) {
+        if let Some(t) = part.strip_prefix("tenant_id=") {
+            tenant = t.to_owned();
+        } else if let Some(c) = part.strip_prefix("content_type=") {
+            content_type = c.to_owned();
+        }
+    }
+    (tenant, content_type)
 }
 
 /// `o365-collector demo [--out DIR]`.
@@ -85,7 +96,7 @@ pub async fn run(out: &Path) -> Result<ExitCode, String> {
         .value
         .clone();
     // Fresh every time: the emulator's content is generated relative to now.
-    for stale in ["events", "state.redb"] {
+    for stale in ["ocsf", "raw", "state.redb"] {
         let p = out.join(stale);
         if p.is_dir() {
             std::fs::remove_dir_all(&p)
@@ -201,9 +212,10 @@ client_secret_file = "demo-client-secret.txt"
     }
     let total: usize = collected.ids.values().map(BTreeSet::len).sum();
     println!(
-        "  output: {} ({} objects)",
-        out.join("events").display(),
-        collected.files
+        "  output: {} ({} objects of OCSF events; the blobs as received are under {})",
+        out.join("ocsf").display(),
+        collected.files,
+        out.join("raw").display()
     );
     if missing == 0 && extra == 0 && collected.duplicates == 0 {
         println!(

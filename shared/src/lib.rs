@@ -19,6 +19,7 @@ pub mod aws;
 pub mod config;
 pub mod lambda;
 pub mod model;
+pub mod normalize;
 pub mod queue;
 pub mod retry;
 pub mod secrets;

@@ -10,9 +10,9 @@ use integration_tests::runtime::function_binary;
 
 use crate::support::*;
 
-fn objects(root: &Path) -> BTreeMap<PathBuf, SystemTime> {
+fn objects(root: &Path, prefix: &str) -> BTreeMap<PathBuf, SystemTime> {
     let mut out = BTreeMap::new();
-    let mut stack = vec![root.join("events")];
+    let mut stack = vec![root.join(prefix)];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
             continue;
@@ -21,7 +21,7 @@ fn objects(root: &Path) -> BTreeMap<PathBuf, SystemTime> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.to_string_lossy().ends_with(".ndjson.gz") {
+            } else if p.to_string_lossy().ends_with(".gz") {
                 out.insert(p.clone(), e.metadata().unwrap().modified().unwrap());
             }
         }
@@ -40,7 +40,7 @@ fn read_written(files: &BTreeMap<PathBuf, SystemTime>) -> Written {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        add_lines(&mut w, &lines);
+        add_lines(&mut w, &p.to_string_lossy(), &lines);
     }
     w
 }
@@ -121,7 +121,8 @@ client_secret_file = "b.secret"
         stdout.contains("LOST UPSTREAM"),
         "expired blobs must be reported:\n{stdout}"
     );
-    let after_first = objects(&out);
+    let after_first = objects(&out, "ocsf");
+    let raw_first = objects(&out, "raw");
     assert_exactly_once(&emu, &read_written(&after_first), t0, emu.now());
 
     emu.advance_clock(chrono::Duration::seconds(1800));
@@ -132,7 +133,8 @@ client_secret_file = "b.secret"
         "{}",
         String::from_utf8_lossy(&second.stdout)
     );
-    let after_second = objects(&out);
+    let after_second = objects(&out, "ocsf");
+    let raw_second = objects(&out, "raw");
     for (path, mtime) in &after_first {
         assert_eq!(
             after_second.get(path),
@@ -141,7 +143,15 @@ client_secret_file = "b.secret"
             path.display()
         );
     }
-    let new = after_second.len() - after_first.len();
+    for (path, mtime) in &raw_first {
+        assert_eq!(
+            raw_second.get(path),
+            Some(mtime),
+            "{} was fetched again",
+            path.display()
+        );
+    }
+    let new = raw_second.len() - raw_first.len();
     assert!(new > 0, "the second run found no new content");
     let newly_available = emu
         .truth()
@@ -150,7 +160,7 @@ client_secret_file = "b.secret"
         .count();
     assert!(
         new >= newly_available,
-        "{new} new objects for {newly_available} new blobs"
+        "{new} new blobs fetched for {newly_available} newly available"
     );
     assert_exactly_once(&emu, &read_written(&after_second), t1, emu.now());
     let _ = std::fs::remove_dir_all(dir);

@@ -152,20 +152,34 @@ client_secret_file = "unused"
 /// What a collection wrote, per (tenant, content type): record id → times written.
 pub type Written = BTreeMap<(String, String), BTreeMap<String, u32>>;
 
-/// Adds the enveloped lines of one object.
-pub fn add_lines(written: &mut Written, lines: &[Value]) {
+/// Tenant and content type of an events object, from its Hive-style key
+/// (`ocsf/tenant_id=…/content_type=…/event_date=…/…`).
+pub fn partition(key: &str) -> (String, String) {
+    let part = |name: &str| {
+        key.split('/')
+            .find_map(|seg| seg.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{key} has no {name}= partition"))
+            .to_owned()
+    };
+    (part("tenant_id"), part("content_type"))
+}
+
+/// Adds the OCSF events of one object (its key gives tenant and content type).
+pub fn add_lines(written: &mut Written, key: &str, lines: &[Value]) {
+    let part = partition(key);
     for l in lines {
-        let key = (
-            l["tenant_id"].as_str().unwrap_or_default().to_owned(),
-            l["content_type"].as_str().unwrap_or_default().to_owned(),
-        );
-        let id = l["record_id"].as_str().unwrap_or_default().to_owned();
+        let id = l["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
         assert_eq!(
-            l["record"]["Id"].as_str(),
+            l["unmapped"]["Id"].as_str(),
             Some(id.as_str()),
-            "the envelope names the record it wraps"
+            "metadata.uid is the Id of the raw record kept in unmapped"
         );
-        *written.entry(key).or_default().entry(id).or_default() += 1;
+        check_ocsf(&part.1, l);
+        *written
+            .entry(part.clone())
+            .or_default()
+            .entry(id)
+            .or_default() += 1;
     }
 }
 
@@ -209,4 +223,67 @@ pub fn assert_exactly_once(
         "two tenants x five content types had content"
     );
     total
+}
+
+/// What an analyst relies on in each OCSF event: the class fits the content type, `time` is the
+/// record's `CreationTime` read as UTC, the actor is the record's user, the source IP is the
+/// record's client address, and a failed sign-in is a failure.
+pub fn check_ocsf(content_type: &str, e: &Value) {
+    let raw = &e["unmapped"];
+    let class = e["class_uid"].as_u64().unwrap_or(0);
+    let allowed: &[u64] = match content_type {
+        "Audit.AzureActiveDirectory" => &[3001, 3002, 3003, 3004, 3005, 3006, 6003],
+        "Audit.Exchange" => &[4009, 6003, 3004, 3005, 1001, 6001],
+        "Audit.SharePoint" => &[6006, 6001, 6003],
+        "DLP.All" => &[2006, 2004, 2001],
+        _ => &[6003, 6001, 6006, 3002, 3005, 4009, 2006],
+    };
+    assert!(
+        allowed.contains(&class),
+        "{content_type}: class {class} for {}",
+        raw["Operation"]
+    );
+    assert_eq!(
+        e["type_uid"].as_u64(),
+        Some(class * 100 + e["activity_id"].as_u64().unwrap_or(0))
+    );
+    assert_eq!(e["metadata"]["version"], shared::normalize::OCSF_VERSION);
+    if let Some(ct) = raw["CreationTime"].as_str() {
+        let t = chrono::NaiveDateTime::parse_from_str(ct, "%Y-%m-%dT%H:%M:%S")
+            .expect("emulator CreationTime")
+            .and_utc();
+        assert_eq!(
+            e["time"].as_i64(),
+            Some(t.timestamp_millis()),
+            "time is CreationTime as UTC"
+        );
+    }
+    if let Some(user) = raw["UserId"].as_str() {
+        assert_eq!(
+            e["actor"]["user"]["name"].as_str(),
+            Some(user),
+            "actor is the record's user"
+        );
+    }
+    let client = ["ClientIP", "ClientIPAddress", "ActorIpAddress"]
+        .iter()
+        .find_map(|f| raw[*f].as_str().and_then(shared::normalize::parse_ip));
+    match client {
+        Some((ip, _)) => assert_eq!(
+            e["src_endpoint"]["ip"].as_str(),
+            Some(ip.to_string().as_str())
+        ),
+        None => assert!(
+            e["src_endpoint"]["ip"].is_null(),
+            "no valid client address, no IP: {}",
+            e["src_endpoint"]
+        ),
+    }
+    if raw["Operation"] == "UserLoginFailed" {
+        assert_eq!(
+            e["status_id"].as_u64(),
+            Some(2),
+            "a failed sign-in is a failure"
+        );
+    }
 }

@@ -6,13 +6,13 @@
 //! which overwrites the same key with the same records. A redelivered job whose blob is done
 //! is acknowledged without a download.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::NaiveDate;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use futures_util::StreamExt;
@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use super::{ApiProvider, Clock};
 use crate::api::{ActivityApi, ErrorClass};
 use crate::model::{BlobState, FetchJob, LedgerEntry, Tenant, TenantId};
+use crate::normalize;
 use crate::queue::DeadLetters;
 use crate::sink::{ObjectMeta, ObjectSink};
 use crate::store::StateStore;
@@ -41,6 +42,8 @@ pub struct FetcherSettings {
     pub concurrency: usize,
     /// How long the tenant list is cached.
     pub tenant_cache_ttl: StdDuration,
+    /// Also keep each blob as Microsoft sent it, under `raw/` (to re-normalize later).
+    pub archive_raw: bool,
 }
 
 impl Default for FetcherSettings {
@@ -50,6 +53,7 @@ impl Default for FetcherSettings {
             max_blob_bytes: 512 * 1024 * 1024,
             concurrency: 4,
             tenant_cache_ttl: StdDuration::from_secs(300),
+            archive_raw: true,
         }
     }
 }
@@ -73,16 +77,14 @@ pub enum JobOutcome {
     Written {
         /// Content id.
         content_id: String,
-        /// Object key.
-        key: String,
+        /// Object keys written (one per event date, plus the raw archive).
+        keys: Vec<String>,
         /// Records written.
         records: u64,
         /// Records dropped because their `Id` repeated inside the blob.
         duplicates: u64,
         /// Records dropped because another blob already wrote their `Id`.
         cross_blob_duplicates: u64,
-        /// Compressed bytes written.
-        bytes: u64,
     },
     /// The blob was already done (a redelivery): nothing downloaded.
     AlreadyDone {
@@ -158,27 +160,31 @@ impl BatchReport {
     }
 }
 
-/// The collection envelope around each raw record (one NDJSON line).
-#[derive(Debug, Serialize)]
-struct Envelope<'a> {
-    tenant_id: &'a str,
-    content_type: &'static str,
-    content_id: &'a str,
-    content_created: DateTime<Utc>,
-    received_at: DateTime<Utc>,
-    record_id: Option<&'a str>,
-    record: &'a serde_json::Value,
+fn encoded_id(job: &FetchJob) -> String {
+    url::form_urlencoded::byte_serialize(job.content_id.as_bytes()).collect()
 }
 
-/// The object key of a job's records: derived from the job alone, so a redelivery overwrites
-/// instead of duplicating. The content id is percent-encoded (it contains `$`).
-pub fn object_key(job: &FetchJob) -> String {
-    let id: String = url::form_urlencoded::byte_serialize(job.content_id.as_bytes()).collect();
+/// The object key of a blob's events of one event date (Hive-style partitions, see
+/// docs/athena.md): derived from the job alone, so a redelivery overwrites instead of
+/// duplicating. The content id is percent-encoded (it contains `$`).
+pub fn events_key(job: &FetchJob, event_date: NaiveDate) -> String {
     format!(
-        "events/tenant_id={}/content_type={}/date={}/{id}.ndjson.gz",
+        "ocsf/tenant_id={}/content_type={}/event_date={}/{}.ndjson.gz",
+        job.tenant_id,
+        job.content_type.as_str(),
+        event_date.format("%Y-%m-%d"),
+        encoded_id(job)
+    )
+}
+
+/// The object key of a blob as Microsoft sent it (gzip JSON), dated by `contentCreated`.
+pub fn raw_key(job: &FetchJob) -> String {
+    format!(
+        "raw/tenant_id={}/content_type={}/date={}/{}.json.gz",
         job.tenant_id,
         job.content_type.as_str(),
         job.content_created.format("%Y-%m-%d"),
+        encoded_id(job)
     )
 }
 
@@ -271,12 +277,14 @@ where
                 if let JobOutcome::Written {
                     records,
                     duplicates,
-                    key,
+                    cross_blob_duplicates,
+                    keys,
                     ..
                 } = &outcome
                 {
                     tracing::info!(tenant = %job.tenant_id, content_type = %job.content_type,
-                        content_id = %job.content_id, records, duplicates, key = %key, "blob written");
+                        content_id = %job.content_id, records, duplicates, cross_blob_duplicates,
+                        objects = keys.len(), "blob written");
                 }
                 outcome
             }
@@ -331,6 +339,20 @@ where
         tracing::error!(message_id = %message.id, tenant = %tenant, content_id = %content_id,
             reason = %reason, "job dead-lettered");
         JobOutcome::DeadLettered { reason }
+    }
+
+    async fn put(&self, key: &str, body: Bytes, content_type: &'static str) -> Result<(), Failure> {
+        self.sink
+            .put(
+                key,
+                body,
+                &ObjectMeta {
+                    content_type,
+                    content_encoding: Some("gzip"),
+                },
+            )
+            .await
+            .map_err(|e| Failure::Transient(e.to_string()))
     }
 
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, Failure> {
@@ -410,12 +432,21 @@ where
                 ErrorClass::Refused => Failure::Permanent(e.to_string()),
                 _ => Failure::Transient(e.to_string()),
             })?;
+        let received_at = self.clock.now();
+        let mut keys = Vec::new();
+        if self.settings.archive_raw {
+            // The blob as Microsoft sent it, first: whatever happens next, it is kept.
+            let key = raw_key(job);
+            self.put(&key, gzip(&bytes), "application/json").await?;
+            keys.push(key);
+        }
         let records: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| {
             Failure::Transient(format!(
                 "blob {} is not a JSON array of records ({e}); it may have been cut short",
                 job.content_id
             ))
         })?;
+        drop(bytes);
         // Each record once: first inside the blob, then across blobs (Microsoft re-delivers
         // records in later blobs; the first blob to claim an Id writes it, a retry of that
         // same blob still owns it).
@@ -456,26 +487,27 @@ where
                 cross_blob += 1;
             }
         }
-        let (gz, written) = encode(job, &records, &keep, self.clock.now())
-            .map_err(|e| Failure::Transient(format!("compressing records failed: {e}")))?;
-        let key = object_key(job);
-        let size = gz.len() as u64;
-        self.sink
-            .put(
-                &key,
-                gz,
-                &ObjectMeta {
-                    content_type: "application/x-ndjson",
-                    content_encoding: Some("gzip"),
-                },
-            )
-            .await
-            .map_err(|e| Failure::Transient(e.to_string()))?;
+        drop(not_owned);
+        drop(seen);
+        let ctx = normalize::Context {
+            tenant_id: job.tenant_id.as_str(),
+            content_type: job.content_type,
+            content_id: &job.content_id,
+            content_created: job.content_created,
+            received_at,
+        };
+        let (groups, written) = encode(records, &keep, &ctx)
+            .map_err(|e| Failure::Transient(format!("compressing events failed: {e}")))?;
+        for (date, gz) in groups {
+            let key = events_key(job, date);
+            self.put(&key, gz, "application/x-ndjson").await?;
+            keys.push(key);
+        }
         let entry = LedgerEntry {
             state: BlobState::Done,
             updated_at: self.clock.now(),
             records: Some(written),
-            object_key: Some(key.clone()),
+            object_key: keys.first().cloned(),
             reason: None,
         };
         self.store
@@ -484,43 +516,48 @@ where
             .map_err(|e| Failure::Transient(e.to_string()))?;
         Ok(JobOutcome::Written {
             content_id: job.content_id.clone(),
-            key,
+            keys,
             records: written,
             duplicates,
             cross_blob_duplicates: cross_blob,
-            bytes: size,
         })
     }
 }
 
-/// Gzip NDJSON of the enveloped records marked `keep`. Returns (bytes, written).
+fn gzip(bytes: &[u8]) -> Bytes {
+    let mut gz = GzEncoder::new(Vec::with_capacity(bytes.len() / 8), Compression::default());
+    // Writing into a Vec cannot fail.
+    let _ = gz.write_all(bytes);
+    Bytes::from(gz.finish().unwrap_or_default())
+}
+
+/// OCSF events of the records marked `keep`, as gzip NDJSON per event date (UTC; the blob's
+/// `contentCreated` date for a record without a usable time). Returns the groups and the count.
 fn encode(
-    job: &FetchJob,
-    records: &[serde_json::Value],
+    records: Vec<serde_json::Value>,
     keep: &[bool],
-    received_at: DateTime<Utc>,
-) -> std::io::Result<(Bytes, u64)> {
-    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    ctx: &normalize::Context<'_>,
+) -> std::io::Result<(BTreeMap<NaiveDate, Bytes>, u64)> {
+    let mut groups: BTreeMap<NaiveDate, GzEncoder<Vec<u8>>> = BTreeMap::new();
     let mut written = 0u64;
-    let tenant = job.tenant_id.to_string();
-    for (record, keep) in records.iter().zip(keep) {
+    for (record, keep) in records.into_iter().zip(keep) {
         if !keep {
             continue;
         }
-        let env = Envelope {
-            tenant_id: &tenant,
-            content_type: job.content_type.as_str(),
-            content_id: &job.content_id,
-            content_created: job.content_created,
-            received_at,
-            record_id: record.get("Id").and_then(|v| v.as_str()),
-            record,
-        };
-        serde_json::to_writer(&mut gz, &env)?;
+        let n = normalize::normalize(record, ctx);
+        let date = n.event_time.unwrap_or(ctx.content_created).date_naive();
+        let gz = groups
+            .entry(date)
+            .or_insert_with(|| GzEncoder::new(Vec::new(), Compression::default()));
+        serde_json::to_writer(&mut *gz, &n.event)?;
         gz.write_all(b"\n")?;
         written += 1;
     }
-    Ok((Bytes::from(gz.finish()?), written))
+    let mut out = BTreeMap::new();
+    for (date, gz) in groups {
+        out.insert(date, Bytes::from(gz.finish()?));
+    }
+    Ok((out, written))
 }
 
 #[cfg(test)]
@@ -602,7 +639,7 @@ mod tests {
         );
         let outcome = f.handle(&job_for(&api, "a$b$audit_exchange")).await;
         let JobOutcome::Written {
-            key,
+            keys,
             records,
             duplicates,
             ..
@@ -610,17 +647,24 @@ mod tests {
         else {
             panic!("{outcome:?}")
         };
+        assert!(keys[0].starts_with("raw/tenant_id="), "{keys:?}");
+        let key = &keys[1];
         assert_eq!((records, duplicates), (3, 1));
         assert!(
-            key.contains("content_type=Audit.Exchange") && key.contains("a%24b%24audit_exchange"),
+            key.starts_with(&format!(
+                "ocsf/tenant_id={TENANT}/content_type=Audit.Exchange/event_date=2026-11-23/"
+            )) && key.ends_with("a%24b%24audit_exchange.ndjson.gz"),
             "{key}"
         );
-        let ls = lines(&sink.get(&key).await.unwrap().unwrap());
+        let ls = lines(&sink.get(key).await.unwrap().unwrap());
         assert_eq!(ls.len(), 3);
-        assert_eq!(ls[0]["tenant_id"], TENANT);
-        assert_eq!(ls[0]["content_id"], "a$b$audit_exchange");
-        assert_eq!(ls[0]["record"]["Id"], "1");
-        assert!(ls[2]["record_id"].is_null(), "a record without Id is kept");
+        assert_eq!(ls[0]["metadata"]["uid"], "1");
+        assert_eq!(ls[0]["unmapped"]["Id"], "1");
+        assert_eq!(ls[1]["metadata"]["uid"], "2");
+        assert_eq!(
+            ls[2]["unmapped"]["NoId"], true,
+            "a record without Id is kept"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -700,22 +744,26 @@ mod tests {
         let JobOutcome::Written {
             records,
             cross_blob_duplicates,
-            key,
+            keys,
             ..
         } = second
         else {
             panic!("{second:?}")
         };
         assert_eq!((records, cross_blob_duplicates), (1, 1));
-        let ids: Vec<String> = lines(&sink.get(&key).await.unwrap().unwrap())
+        let ids: Vec<String> = lines(&sink.get(keys.last().unwrap()).await.unwrap().unwrap())
             .iter()
-            .map(|l| l["record_id"].as_str().unwrap().to_owned())
+            .map(|l| l["metadata"]["uid"].as_str().unwrap().to_owned())
             .collect();
         assert_eq!(ids, ["c"]);
         // The first blob crashed after its write? Its retry still owns (and writes) "b".
-        let JobOutcome::Written { key: first_key, .. } = first else {
+        let JobOutcome::Written {
+            keys: first_keys, ..
+        } = first
+        else {
             panic!()
         };
+        let first_key = first_keys.last().unwrap();
         let store = f.store();
         let tenant = TenantId::parse(TENANT).unwrap();
         let owned = store
@@ -729,10 +777,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(owned, [true, true]);
-        assert_eq!(
-            lines(&sink.get(&first_key).await.unwrap().unwrap()).len(),
-            2
-        );
+        assert_eq!(lines(&sink.get(first_key).await.unwrap().unwrap()).len(), 2);
         let _ = std::fs::remove_dir_all(dir);
     }
 }
