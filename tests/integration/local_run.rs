@@ -207,3 +207,84 @@ async fn the_demo_collects_a_day_and_verifies_it_against_the_ground_truth() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn normalize_rebuilds_the_events_of_a_raw_archive_and_keeps_unparsable_lines() {
+    let dir = std::env::temp_dir().join(format!("o365-normalize-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = function_binary("o365-collector");
+    let tenant = "3f2a9c1d-7b4e-4c2a-9d11-5e6f7a8b9c0d";
+    // A raw archive object as the fetcher writes it.
+    let raw_dir = dir.join(format!(
+        "raw/tenant_id={tenant}/content_type=Audit.Exchange/date=2026-11-22"
+    ));
+    std::fs::create_dir_all(&raw_dir).unwrap();
+    let records = serde_json::json!([
+        {"Id": "a1", "CreationTime": "2026-11-22T10:00:00", "Operation": "Send", "RecordType": 2,
+         "UserId": "alice@contoso.com", "Workload": "Exchange", "ClientIP": "[2001:db8::1]:443"},
+        {"Id": "a2", "CreationTime": "2026-11-21T23:59:59", "Operation": "New-InboxRule", "RecordType": "1",
+         "UserId": "bob@contoso.com", "Workload": "Exchange", "ClientIP": "::ffff:198.51.100.7"}
+    ]);
+    let raw_file = raw_dir.join("x%24y%24audit_exchange.json.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, records.to_string().as_bytes()).unwrap();
+    std::fs::write(&raw_file, gz.finish().unwrap()).unwrap();
+    let out = std::process::Command::new(&bin)
+        .arg("normalize")
+        .arg(&raw_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    check_ocsf("Audit.Exchange", &events[0]);
+    check_ocsf("Audit.Exchange", &events[1]);
+    assert_eq!(events[0]["src_endpoint"]["ip"], "2001:db8::1");
+    assert_eq!(events[0]["src_endpoint"]["port"], 443);
+    assert_eq!(
+        events[1]["src_endpoint"]["ip"], "198.51.100.7",
+        "::ffff: mapped → IPv4"
+    );
+    assert_eq!(
+        events[0]["o365"]["content_id"], "x$y$audit_exchange",
+        "content id from the archive path"
+    );
+    assert_eq!(events[0]["metadata"]["tenant_uid"], tenant);
+
+    // NDJSON on stdin with a line that is not JSON: kept raw with a parse-error marker.
+    let mut child = std::process::Command::new(&bin)
+        .arg("normalize")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"{\"Id\":\"b1\",\"CreationTime\":\"2026-11-22T10:00:00\",\"Operation\":\"FileAccessed\",\"Workload\":\"SharePoint\",\"RecordType\":6}\n{not json at all\n",
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "the unparsable line is kept, not dropped");
+    assert_eq!(
+        lines[0]["class_uid"], 6006,
+        "a SharePoint file operation is File Hosting Activity"
+    );
+    assert!(
+        lines[1].to_string().contains("not json at all"),
+        "raw text kept: {}",
+        lines[1]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -38,11 +38,7 @@ fn severity(s: &str) -> u8 {
 /// A list of strings (or one string) as a JSON array of strings.
 fn strings(v: Option<&Value>) -> Vec<Value> {
     match v {
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(text_of)
-            .map(Value::String)
-            .collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(text_of).map(Value::String).collect(),
         Some(v) => text_of(v).map(Value::String).into_iter().collect(),
         None => Vec::new(),
     }
@@ -67,7 +63,8 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
     let mut policies_out = Vec::new();
     let mut actions_all: Vec<Value> = Vec::new();
     let mut sit_total = 0i64;
-    let mut sit_names: Vec<String> = Vec::new();
+    // (sensitive information type name, total count), in order of appearance.
+    let mut sits: Vec<(String, i64)> = Vec::new();
     let mut first_policy: Option<&str> = None;
     let mut first_rule: Option<&str> = None;
 
@@ -75,7 +72,6 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
         for p in policies.iter().filter_map(Value::as_object) {
             let pname = str_field(p, "PolicyName");
             first_policy = first_policy.or(pname);
-            let mut rules_out = Vec::new();
             for r in p
                 .get("Rules")
                 .and_then(Value::as_array)
@@ -92,7 +88,6 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
                         actions_all.push(a.clone());
                     }
                 }
-                let mut sits = Vec::new();
                 for si in r
                     .get("ConditionsMatched")
                     .and_then(|m| m.get("SensitiveInformation"))
@@ -101,36 +96,21 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
                     .flatten()
                     .filter_map(Value::as_object)
                 {
-                    let count = si.get("Count").and_then(int_of);
-                    sit_total += count.unwrap_or(0);
-                    let name = str_field(si, "SensitiveInformationTypeName");
-                    if let Some(n) = name
-                        && !sit_names.iter().any(|x| x == n)
-                    {
-                        sit_names.push(n.to_owned());
+                    let count = si.get("Count").and_then(int_of).unwrap_or(0);
+                    sit_total += count;
+                    let name = str_field(si, "SensitiveInformationTypeName")
+                        .or_else(|| str_field(si, "SensitiveType"))
+                        .unwrap_or("Unknown");
+                    match sits.iter_mut().find(|(n, _)| n == name) {
+                        Some((_, c)) => *c += count,
+                        None => sits.push((name.to_owned(), count)),
                     }
-                    let mut o = Map::new();
-                    put_opt(&mut o, "uid", s(si, "SensitiveType"));
-                    put_opt(&mut o, "name", name);
-                    put_opt(&mut o, "count", count);
-                    put_opt(&mut o, "unique_count", si.get("UniqueCount").and_then(int_of));
-                    put_opt(&mut o, "confidence", si.get("Confidence").and_then(int_of));
-                    sits.push(Value::Object(o));
                 }
-                let mut ro = Map::new();
-                put_opt(&mut ro, "uid", s(r, "RuleId"));
-                put_opt(&mut ro, "name", s(r, "RuleName"));
-                put_opt(&mut ro, "severity", rsev);
-                put_opt(&mut ro, "mode", s(r, "RuleMode"));
-                put(&mut ro, "actions", Value::Array(actions));
-                put(&mut ro, "sensitive_information", Value::Array(sits));
-                rules_out.push(Value::Object(ro));
                 analytics.push(analytic(r, pname));
             }
             let mut po = Map::new();
             put_opt(&mut po, "uid", s(p, "PolicyId"));
             put_opt(&mut po, "name", pname);
-            put(&mut po, "rules", Value::Array(rules_out));
             policies_out.push(Value::Object(po));
         }
     }
@@ -150,11 +130,12 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
         _ => format!("DLP {}", if c.op.is_empty() { "event" } else { c.op }),
     };
     put(&mut fi, "title", title);
-    if !sit_names.is_empty() {
+    if !sits.is_empty() {
+        let names: Vec<&str> = sits.iter().map(|(n, _)| n.as_str()).collect();
         put(
             &mut fi,
             "desc",
-            format!("{sit_total} sensitive items matched: {}", sit_names.join(", ")),
+            format!("{sit_total} sensitive items matched: {}", names.join(", ")),
         );
     }
     put(
@@ -162,9 +143,6 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
         "types",
         Value::Array(vec![Value::String("Data Loss Prevention".into())]),
     );
-    if let Some(t) = c.time {
-        put(&mut fi, "created_time", t.timestamp_millis());
-    }
     let mut analytics = analytics.into_iter();
     if let Some(first) = analytics.next() {
         put(&mut fi, "analytic", Value::Object(first));
@@ -190,16 +168,9 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
             put(&mut u, "name", owner);
             put(&mut res, "owner", Value::Object(u));
         }
-        let mut data = Map::new();
-        put_opt(&mut data, "site_url", s(sp, "SiteCollectionUrl"));
-        put_opt(&mut data, "last_modifier", s(sp, "DocumentLastModifier"));
-        put_opt(&mut data, "sharer", s(sp, "DocumentSharer"));
-        put_opt(
-            &mut data,
-            "is_viewable_by_external_users",
-            sp.get("IsViewableByExternalUsers").and_then(bool_of),
-        );
-        if !data.is_empty() {
+        if let Some(ext) = sp.get("IsViewableByExternalUsers").and_then(bool_of) {
+            let mut data = Map::new();
+            put(&mut data, "is_viewable_by_external_users", ext);
             put(&mut res, "data", Value::Object(data));
         }
     } else if let Some(ex) = rec.get("ExchangeMetaData").and_then(Value::as_object) {
@@ -217,12 +188,6 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
         if !cc.is_empty() {
             put(&mut data, "cc", Value::Array(cc));
         }
-        let bcc = strings(ex.get("BCC"));
-        if !bcc.is_empty() {
-            put(&mut data, "bcc", Value::Array(bcc));
-        }
-        put_opt(&mut data, "recipient_count", ex.get("RecipientCount").and_then(int_of));
-        put_opt(&mut data, "sent", s(ex, "Sent"));
         put(&mut res, "data", Value::Object(data));
     } else if let Some(ep) = rec.get("EndpointMetaData").and_then(Value::as_object) {
         put(&mut res, "type", "File");
@@ -235,36 +200,44 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
         );
         let mut data = Map::new();
         put_opt(&mut data, "device_name", s(ep, "DeviceName"));
-        put_opt(&mut data, "platform", s(ep, "Platform"));
-        put_opt(&mut data, "application", s(ep, "Application"));
         put_opt(&mut data, "operation", s(ep, "EndpointOperation"));
-        put_opt(&mut data, "enforcement_mode", s(ep, "EnforcementMode"));
-        put_opt(&mut data, "target_file_path", s(ep, "TargetFilePath"));
         put(&mut res, "data", Value::Object(data));
     } else if let Some(obj) = str_field(rec, "ObjectId") {
         put(&mut res, "uid", obj);
     }
     if !res.is_empty() {
-        put(&mut out.ev, "resources", Value::Array(vec![Value::Object(res)]));
+        put(
+            &mut out.ev,
+            "resources",
+            Value::Array(vec![Value::Object(res)]),
+        );
     }
 
     // The o365.dlp block.
     let mut d = Map::new();
-    put_opt(&mut d, "incident_id", s(rec, "IncidentId"));
     put(&mut d, "policies", Value::Array(policies_out));
     put(&mut d, "actions", Value::Array(actions_all));
+    let sensitive: Vec<Value> = sits
+        .into_iter()
+        .map(|(name, count)| {
+            let mut o = Map::new();
+            put(&mut o, "name", name);
+            put(&mut o, "count", count);
+            Value::Object(o)
+        })
+        .collect();
+    put(&mut d, "sensitive_information", Value::Array(sensitive));
     put(&mut d, "sensitive_item_count", sit_total);
-    put_opt(
-        &mut d,
-        "sensitive_info_detection_included",
-        rec.get("SensitiveInfoDetectionIsIncluded").and_then(bool_of),
-    );
     let exception = rec.get("ExceptionInfo").and_then(Value::as_object);
     if let Some(e) = exception {
         let mut eo = Map::new();
         put_opt(&mut eo, "reason", s(e, "Reason"));
         put_opt(&mut eo, "justification", s(e, "Justification"));
-        put_opt(&mut eo, "false_positive", e.get("FalsePositive").and_then(bool_of));
+        put_opt(
+            &mut eo,
+            "false_positive",
+            e.get("FalsePositive").and_then(bool_of),
+        );
         put(&mut d, "exception", Value::Object(eo));
     }
     put(&mut out.o365, "dlp", Value::Object(d));

@@ -164,17 +164,20 @@ pub(super) fn sign_in(c: &Common<'_>, out: &mut Out) -> Mapped {
         put(&mut o, "type_id", id);
         put(&mut device, "os", Value::Object(o));
     }
-    put_opt(&mut device, "name", nv_get(dev, "DisplayName").and_then(non_empty_str));
-    put_opt(&mut device, "uid", nv_get(dev, "Id").and_then(non_empty_str));
+    put_opt(
+        &mut device,
+        "name",
+        nv_get(dev, "DisplayName").and_then(non_empty_str),
+    );
+    put_opt(
+        &mut device,
+        "uid",
+        nv_get(dev, "Id").and_then(non_empty_str),
+    );
     put_opt(
         &mut device,
         "is_compliant",
         nv_get(dev, "IsCompliant").and_then(super::read::bool_of),
-    );
-    put_opt(
-        &mut device,
-        "is_managed",
-        nv_get(dev, "IsCompliantAndManaged").and_then(super::read::bool_of),
     );
     if !device.is_empty() {
         put(&mut device, "type_id", 0);
@@ -187,12 +190,11 @@ pub(super) fn sign_in(c: &Common<'_>, out: &mut Out) -> Mapped {
         put_obj(&mut out.ev, "session", session);
     }
 
-    if let Some(m) = nv_map(ext) {
-        put_obj(&mut out.o365, "extended_properties", m);
-    }
-    if let Some(m) = nv_map(dev) {
-        put_obj(&mut out.o365, "device_properties", m);
-    }
+    put_opt(
+        &mut out.o365,
+        "browser_type",
+        nv_get(dev, "BrowserType").and_then(non_empty_str),
+    );
 
     let mut m = Mapped::new(AUTHENTICATION, 1, "Logon");
     m.status = Some(sign_in_status(c, ext));
@@ -482,17 +484,21 @@ pub(super) fn directory(c: &Common<'_>, out: &mut Out) -> Mapped {
                 privileges.extend(consent_scopes(&format!("Scope: {scope}")));
             }
             // The principal that gained or lost the privilege.
-            let mut user = if let Some(sp_name) = modified_text(mods, "ServicePrincipal.DisplayName")
-            {
-                let mut u = Map::new();
-                put(&mut u, "name", sp_name);
-                put_opt(&mut u, "uid", modified_text(mods, "ServicePrincipal.ObjectID"));
-                put(&mut u, "type", "ServicePrincipal");
-                put(&mut u, "type_id", 99);
-                u
-            } else {
-                target_user()
-            };
+            let mut user =
+                if let Some(sp_name) = modified_text(mods, "ServicePrincipal.DisplayName") {
+                    let mut u = Map::new();
+                    put(&mut u, "name", sp_name);
+                    put_opt(
+                        &mut u,
+                        "uid",
+                        modified_text(mods, "ServicePrincipal.ObjectID"),
+                    );
+                    put(&mut u, "type", "ServicePrincipal");
+                    put(&mut u, "type_id", 99);
+                    u
+                } else {
+                    target_user()
+                };
             if op_lc == "consent to application" {
                 user = Map::new();
                 put_opt(

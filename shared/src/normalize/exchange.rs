@@ -3,12 +3,14 @@
 
 use serde_json::{Map, Value};
 
-use super::read::{bool_of, int_field, list_field, modified_map, non_empty_str, nv_map, str_field, text_of};
+use super::read::{
+    bool_of, int_field, list_field, modified_map, non_empty_str, nv_map, str_field, text_of,
+};
 use super::tables::{self, API_ACTIVITY, EMAIL_ACTIVITY};
 use super::{Common, Mapped, Out, put, put_obj, put_opt, s, status_from_result};
 
 /// How many folders/items become `resources` at most (the raw record keeps them all).
-const MAX_RESOURCES: usize = 20;
+const MAX_RESOURCES: usize = 10;
 
 /// `Verb-Noun` with a capitalised alphabetic verb.
 pub(super) fn cmdlet_parts(op: &str) -> Option<(&str, &str)> {
@@ -64,7 +66,11 @@ pub(super) fn is_mailbox(c: &Common<'_>) -> bool {
 /// `api` with `operation` and `service.name`.
 pub(super) fn api(op: &str, service: &str) -> Map<String, Value> {
     let mut api = Map::new();
-    put(&mut api, "operation", if op.is_empty() { "Unknown" } else { op });
+    put(
+        &mut api,
+        "operation",
+        if op.is_empty() { "Unknown" } else { op },
+    );
     let mut svc = Map::new();
     put(&mut svc, "name", service);
     put(&mut api, "service", Value::Object(svc));
@@ -74,7 +80,8 @@ pub(super) fn api(op: &str, service: &str) -> Map<String, Value> {
 /// Exchange admin cmdlets → 6003 API Activity.
 pub(super) fn admin(c: &Common<'_>, out: &mut Out) -> Mapped {
     let rec = c.rec;
-    let (activity_id, activity) = cmdlet_parts(c.op).map_or((99, "Other"), |(v, _)| cmdlet_activity(v));
+    let (activity_id, activity) =
+        cmdlet_parts(c.op).map_or((99, "Other"), |(v, _)| cmdlet_activity(v));
     let mut api = api(c.op, c.workload.unwrap_or("Exchange"));
     let mut request = Map::new();
     match rec.get("Parameters") {
@@ -105,12 +112,20 @@ pub(super) fn admin(c: &Common<'_>, out: &mut Out) -> Mapped {
             str_field(rec, "ModifiedObjectResolvedName").unwrap_or(object),
         );
         put_opt(&mut res, "type", cmdlet_parts(c.op).map(|(_, noun)| noun));
-        put(&mut out.ev, "resources", Value::Array(vec![Value::Object(res)]));
+        put(
+            &mut out.ev,
+            "resources",
+            Value::Array(vec![Value::Object(res)]),
+        );
     }
     if let Some(m) = modified_map(rec.get("ModifiedProperties")) {
         put_obj(&mut out.o365, "modified_properties", m);
     }
-    put_opt(&mut out.o365, "external_access", rec.get("ExternalAccess").and_then(bool_of));
+    put_opt(
+        &mut out.o365,
+        "external_access",
+        rec.get("ExternalAccess").and_then(bool_of),
+    );
 
     let mut m = Mapped::new(API_ACTIVITY, activity_id, activity);
     let mut st = status_from_result(c.result_status);
@@ -164,7 +179,6 @@ fn folder_resource(f: &Value, kind: &str) -> Option<Value> {
     let mut r = Map::new();
     put(&mut r, "type", kind);
     put_opt(&mut r, "name", f.get("Path").and_then(non_empty_str));
-    put_opt(&mut r, "uid", f.get("Id").and_then(non_empty_str));
     (r.len() > 1).then_some(Value::Object(r))
 }
 
@@ -176,9 +190,7 @@ fn item_resource(i: &Value) -> Option<Value> {
     put_opt(
         &mut r,
         "uid",
-        i.get("InternetMessageId")
-            .and_then(non_empty_str)
-            .or_else(|| i.get("Id").and_then(non_empty_str)),
+        i.get("InternetMessageId").and_then(non_empty_str),
     );
     put_opt(&mut r, "name", i.get("Subject").and_then(non_empty_str));
     (r.len() > 1).then_some(Value::Object(r))
@@ -199,7 +211,11 @@ pub(super) fn mailbox(c: &Common<'_>, out: &mut Out) -> Mapped {
     }
     put_opt(o, "mailbox_owner_upn", owner);
     put(o, "non_owner_access", non_owner);
-    put_opt(o, "external_access", rec.get("ExternalAccess").and_then(bool_of));
+    put_opt(
+        o,
+        "external_access",
+        rec.get("ExternalAccess").and_then(bool_of),
+    );
     let ops = list_field(rec, "OperationProperties");
     if let Some(m) = nv_map(ops.as_deref()) {
         if let Some(t) = m.get("MailAccessType").and_then(text_of) {
@@ -208,7 +224,6 @@ pub(super) fn mailbox(c: &Common<'_>, out: &mut Out) -> Mapped {
         if let Some(b) = m.get("IsThrottled").and_then(bool_of) {
             put(o, "is_throttled", b);
         }
-        put(o, "operation_properties", Value::Object(m));
     }
     put_opt(o, "operation_count", int_field(rec, "OperationCount"));
 
@@ -259,18 +274,16 @@ pub(super) fn mailbox(c: &Common<'_>, out: &mut Out) -> Mapped {
         return Mapped::new(EMAIL_ACTIVITY, 1, "Send");
     }
 
-    put(&mut out.ev, "api", Value::Object(api(c.op, c.workload.unwrap_or("Exchange"))));
+    put(
+        &mut out.ev,
+        "api",
+        Value::Object(api(c.op, c.workload.unwrap_or("Exchange"))),
+    );
     let mut resources = Vec::new();
     let mut mailbox = Map::new();
     put(&mut mailbox, "type", "Mailbox");
     put_opt(&mut mailbox, "uid", str_field(rec, "MailboxGuid"));
     put_opt(&mut mailbox, "name", owner);
-    if let Some(owner) = owner {
-        let mut u = Map::new();
-        put(&mut u, "name", owner);
-        put_opt(&mut u, "uid", str_field(rec, "MailboxOwnerSid"));
-        put(&mut mailbox, "owner", Value::Object(u));
-    }
     if mailbox.len() > 1 {
         resources.push(Value::Object(mailbox));
     }
@@ -291,7 +304,10 @@ pub(super) fn mailbox(c: &Common<'_>, out: &mut Out) -> Mapped {
             }
         }
     }
-    if let Some(f) = rec.get("DestFolder").and_then(|f| folder_resource(f, "DestinationFolder")) {
+    if let Some(f) = rec
+        .get("DestFolder")
+        .and_then(|f| folder_resource(f, "DestinationFolder"))
+    {
         resources.push(f);
     }
     if let Some(i) = rec.get("Item").and_then(item_resource) {

@@ -15,8 +15,18 @@ pub(super) fn activity(op: &str) -> (u32, &'static str) {
     }
     const CREATE: [&str; 5] = ["Create", "Created", "Add", "Added", "New"];
     const READ: [&str; 12] = [
-        "View", "Viewed", "Get", "Read", "Access", "Accessed", "Visited", "Export", "Exported",
-        "Download", "Downloaded", "Search",
+        "View",
+        "Viewed",
+        "Get",
+        "Read",
+        "Access",
+        "Accessed",
+        "Visited",
+        "Export",
+        "Exported",
+        "Download",
+        "Downloaded",
+        "Search",
     ];
     const UPDATE: [&str; 9] = [
         "Update", "Updated", "Edit", "Edited", "Set", "Modify", "Modified", "Change", "Changed",
@@ -64,9 +74,17 @@ fn resource(rec: &Map<String, Value>) -> Option<Map<String, Value>> {
     put_opt(
         &mut r,
         "name",
-        ["ItemName", "ReportName", "FormName", "ChannelName", "TeamName", "GroupName", "FileName"]
-            .iter()
-            .find_map(|k| str_field(rec, k)),
+        [
+            "ItemName",
+            "ReportName",
+            "FormName",
+            "ChannelName",
+            "TeamName",
+            "GroupName",
+            "FileName",
+        ]
+        .iter()
+        .find_map(|k| str_field(rec, k)),
     );
     put_opt(
         &mut r,
@@ -96,7 +114,11 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
     }
     put(&mut out.ev, "api", Value::Object(api));
     if let Some(r) = resource(rec) {
-        put(&mut out.ev, "resources", Value::Array(vec![Value::Object(r)]));
+        put(
+            &mut out.ev,
+            "resources",
+            Value::Array(vec![Value::Object(r)]),
+        );
     }
     if let Some(ua) = str_field(rec, "UserAgent") {
         let mut http = Map::new();

@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde_json::{Map, Value};
 
 /// The fields that may hold the client address, in order of preference.
-pub(super) const IP_FIELDS: [&str; 4] = ["ClientIP", "ClientIPAddress", "ActorIpAddress", "ActorIP"];
+pub(super) const IP_FIELDS: [&str; 4] =
+    ["ClientIP", "ClientIPAddress", "ActorIpAddress", "ActorIP"];
 
 /// See [`super::parse_ip`].
 pub(super) fn parse(s: &str) -> Option<(IpAddr, Option<u16>)> {
@@ -46,9 +47,7 @@ fn parse_port(p: &str) -> Option<u16> {
 /// `::ffff:a.b.c.d` → `a.b.c.d`.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }

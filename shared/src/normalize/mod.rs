@@ -41,8 +41,6 @@ pub const OCSF_VERSION: &str = "1.1.0";
 const PRODUCT_NAME: &str = "Microsoft 365";
 /// `metadata.product.vendor_name` of every event.
 const VENDOR_NAME: &str = "Microsoft";
-/// `metadata.log_provider` of every event.
-const LOG_PROVIDER: &str = "Office 365 Management Activity API";
 
 /// Where a record came from and when it was collected.
 #[derive(Debug, Clone, Copy)]
@@ -259,13 +257,17 @@ fn t(rec: &Map<String, Value>, k: &str) -> Option<Value> {
 }
 
 /// An OCSF user object: name, uid, and type/type_id from a Microsoft `UserType`.
-fn user_obj(name: Option<&str>, uid: Option<String>, user_type: Option<&Value>) -> Map<String, Value> {
+fn user_obj(
+    name: Option<&str>,
+    uid: Option<String>,
+    user_type: Option<&Value>,
+) -> Map<String, Value> {
     let mut u = Map::new();
     put_opt(&mut u, "name", name);
     put_opt(&mut u, "uid", uid);
-    if let Some(n) = user_type.and_then(|v| {
-        int_of(v).or_else(|| non_empty_str(v).and_then(tables::user_type_by_name))
-    }) {
+    if let Some(n) = user_type
+        .and_then(|v| int_of(v).or_else(|| non_empty_str(v).and_then(tables::user_type_by_name)))
+    {
         match tables::user_type(n) {
             Some((name, id)) => {
                 put(&mut u, "type", name);
@@ -296,7 +298,12 @@ fn event_time(rec: &Map<String, Value>) -> Option<DateTime<Utc>> {
 fn build(
     rec: &Map<String, Value>,
     ctx: &Context<'_>,
-) -> (Map<String, Value>, u32, Option<DateTime<Utc>>, Option<String>) {
+) -> (
+    Map<String, Value>,
+    u32,
+    Option<DateTime<Utc>>,
+    Option<String>,
+) {
     let time = event_time(rec);
     let c = Common {
         rec,
@@ -325,8 +332,7 @@ fn build(
 
     // Source endpoint: the first field that holds a valid address.
     let mut src = Map::new();
-    let picked = ip::pick(rec);
-    if let Some((addr, port, _)) = picked {
+    if let Some((addr, port, _)) = ip::pick(rec) {
         put(&mut src, "ip", addr.to_string());
         put_opt(&mut src, "port", port);
     }
@@ -359,7 +365,6 @@ fn build(
 
     let mut meta = metadata(ctx, rec.get("OrganizationId").and_then(non_empty_str));
     put_opt(&mut meta, "uid", record_id.clone());
-    put_opt(&mut meta, "original_time", t(rec, "CreationTime"));
     if let Some(rt) = c.record_type {
         put(&mut meta, "event_code", rt.to_string());
     }
@@ -373,33 +378,16 @@ fn build(
     ev.insert("metadata".into(), Value::Object(meta));
 
     // The o365 block: collector context and Microsoft-specific facts.
-    put(&mut o365, "content_type", ctx.content_type.as_str());
     put(&mut o365, "content_id", ctx.content_id);
-    match c.record_type {
-        Some(rt) => {
-            put(&mut o365, "record_type", rt);
-            put(
-                &mut o365,
-                "record_type_name",
-                tables::record_type_name(rt).map_or(Value::Null, Value::from),
-            );
-        }
-        None => {
-            put(&mut o365, "record_type", Value::Null);
-            put(&mut o365, "record_type_name", Value::Null);
-        }
-    }
-    put_opt(&mut o365, "workload", c.workload);
     put(
         &mut o365,
-        "time_source",
-        match source {
-            TimeSource::CreationTime => "CreationTime",
-            TimeSource::ContentCreated => "contentCreated",
-        },
+        "record_type_name",
+        c.record_type
+            .and_then(tables::record_type_name)
+            .map_or(Value::Null, Value::from),
     );
-    if let Some((_, _, field)) = picked {
-        put(&mut o365, "ip_source", field);
+    if source == TimeSource::ContentCreated {
+        put(&mut o365, "time_source", "contentCreated");
     }
     ev.insert("o365".into(), Value::Object(o365));
 
@@ -448,7 +436,11 @@ fn head(ev: &mut Map<String, Value>, m: &Mapped, operation: &str) {
             operation
         },
     );
-    put(ev, "type_uid", u64::from(class.uid) * 100 + u64::from(m.activity_id));
+    put(
+        ev,
+        "type_uid",
+        u64::from(class.uid) * 100 + u64::from(m.activity_id),
+    );
     put(ev, "type_name", format!("{}: {}", class.name, m.activity));
     put(ev, "severity_id", m.severity_id);
     put(ev, "severity", tables::severity_name(m.severity_id));
@@ -466,7 +458,6 @@ fn metadata(ctx: &Context<'_>, org: Option<&str>) -> Map<String, Value> {
     put(&mut meta, "logged_time", ms(ctx.content_created));
     put(&mut meta, "processed_time", ms(ctx.received_at));
     put(&mut meta, "log_name", ctx.content_type.as_str());
-    put(&mut meta, "log_provider", LOG_PROVIDER);
     meta
 }
 
@@ -492,9 +483,7 @@ fn base_without_record(
     ev.insert("metadata".into(), Value::Object(metadata(ctx, None)));
     put(&mut ev, "raw_data", raw);
     let mut o365 = Map::new();
-    put(&mut o365, "content_type", ctx.content_type.as_str());
     put(&mut o365, "content_id", ctx.content_id);
-    put(&mut o365, "record_type", Value::Null);
     put(&mut o365, "record_type_name", Value::Null);
     put(&mut o365, "time_source", "contentCreated");
     put_opt(&mut o365, "parse_error", parse_error);

@@ -183,14 +183,8 @@ pub(super) fn modified_map(v: Option<&Value>) -> Option<Map<String, Value>> {
         let Some(e) = e.as_object() else { continue };
         let Some(name) = entry_name(e) else { continue };
         let mut pair = Map::new();
-        pair.insert(
-            "new".into(),
-            e.get("NewValue").map_or(Value::Null, expand),
-        );
-        pair.insert(
-            "old".into(),
-            e.get("OldValue").map_or(Value::Null, expand),
-        );
+        pair.insert("new".into(), e.get("NewValue").map_or(Value::Null, expand));
+        pair.insert("old".into(), e.get("OldValue").map_or(Value::Null, expand));
         out.insert(name.to_owned(), Value::Object(pair));
     }
     (!out.is_empty()).then_some(out)
@@ -276,7 +270,11 @@ fn parse_plain(b: &[u8]) -> Option<DateTime<Utc>> {
         digits(&b[5..7])?,
         digits(&b[8..10])?,
     )?;
-    let t = date.and_hms_opt(digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?)?;
+    let t = date.and_hms_opt(
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    )?;
     Some(Utc.from_utc_datetime(&t))
 }
 
@@ -299,13 +297,24 @@ fn parse_time_str(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    let bare = s.strip_suffix('Z').or_else(|| s.strip_suffix('z')).unwrap_or(s);
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+    let bare = s
+        .strip_suffix('Z')
+        .or_else(|| s.strip_suffix('z'))
+        .unwrap_or(s);
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(bare, fmt) {
             return Some(Utc.from_utc_datetime(&t));
         }
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f %z"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f %z",
+    ] {
         if let Ok(t) = DateTime::parse_from_str(s, fmt) {
             return Some(t.with_timezone(&Utc));
         }

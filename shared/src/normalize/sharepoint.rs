@@ -21,16 +21,34 @@ pub(super) fn applies(c: &Common<'_>) -> bool {
 pub(super) fn activity(op: &str) -> (u32, &'static str) {
     const TABLE: &[(&[&str], u32, &str)] = &[
         (
-            &["FileUploaded", "FileSyncUploadedFull", "FileSyncUploadedPartial", "FileUploadedPartial"],
+            &[
+                "FileUploaded",
+                "FileSyncUploadedFull",
+                "FileSyncUploadedPartial",
+                "FileUploadedPartial",
+            ],
             1,
             "Upload",
         ),
         (
-            &["FileDownloaded", "FileSyncDownloadedFull", "FileSyncDownloadedPartial"],
+            &[
+                "FileDownloaded",
+                "FileSyncDownloadedFull",
+                "FileSyncDownloadedPartial",
+            ],
             2,
             "Download",
         ),
-        (&["FileModified", "FileModifiedExtended", "FileVersionsAllDeleted", "PageUpdated"], 3, "Update"),
+        (
+            &[
+                "FileModified",
+                "FileModifiedExtended",
+                "FileVersionsAllDeleted",
+                "PageUpdated",
+            ],
+            3,
+            "Update",
+        ),
         (
             &[
                 "FileDeleted",
@@ -50,10 +68,18 @@ pub(super) fn activity(op: &str) -> (u32, &'static str) {
         (&["FileRenamed", "FolderRenamed"], 5, "Rename"),
         (&["FileCopied", "FolderCopied"], 6, "Copy"),
         (&["FileMoved", "FolderMoved"], 7, "Move"),
-        (&["FileRestored", "FolderRestored", "FileVersionRestored"], 8, "Restore"),
+        (
+            &["FileRestored", "FolderRestored", "FileVersionRestored"],
+            8,
+            "Restore",
+        ),
         (&["FilePreviewed"], 9, "Preview"),
         (&["FileCheckedOut", "LockRecord"], 10, "Lock"),
-        (&["FileCheckedIn", "FileCheckOutDiscarded", "UnlockRecord"], 11, "Unlock"),
+        (
+            &["FileCheckedIn", "FileCheckOutDiscarded", "UnlockRecord"],
+            11,
+            "Unlock",
+        ),
         (
             &[
                 "SharingSet",
@@ -174,16 +200,14 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
     let mut file = Map::new();
     let name = str_field(rec, "SourceFileName").or_else(|| object.map(last_segment));
     put_opt(&mut file, "name", name);
-    let path = object.map(str::to_owned).or_else(|| {
-        match (site, rel, str_field(rec, "SourceFileName")) {
-            (Some(s), r, n) => Some(join(&[s, r.unwrap_or(""), n.unwrap_or("")])),
-            _ => None,
-        }
-    });
+    let path =
+        object
+            .map(str::to_owned)
+            .or_else(|| match (site, rel, str_field(rec, "SourceFileName")) {
+                (Some(s), r, n) => Some(join(&[s, r.unwrap_or(""), n.unwrap_or("")])),
+                _ => None,
+            });
     put_opt(&mut file, "path", path);
-    if let Some(s) = site {
-        put(&mut file, "parent_folder", join(&[s, rel.unwrap_or("")]));
-    }
     let (type_id, type_name) =
         file_type(rec.get("ItemType")).unwrap_or_else(|| (0, "Unknown".to_owned()));
     put(&mut file, "type_id", type_id);
@@ -226,8 +250,6 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
 
     let o = &mut out.o365;
     put_opt(o, "site_url", site);
-    put_opt(o, "site_uid", str_field(rec, "Site"));
-    put_opt(o, "event_source", str_field(rec, "EventSource"));
     if let Some(target) = str_field(rec, "TargetUserOrGroupName") {
         let mut t = Map::new();
         put(&mut t, "name", target);
@@ -235,8 +257,6 @@ pub(super) fn map(c: &Common<'_>, out: &mut Out) -> Mapped {
         put(o, "sharing_target", Value::Object(t));
     }
     put_opt(o, "sharing_event_data", str_field(rec, "EventData"));
-    put_opt(o, "application_id", str_field(rec, "ApplicationId"));
-    put_opt(o, "application_name", str_field(rec, "ApplicationDisplayName"));
 
     let (id, caption) = activity(c.op);
     Mapped::new(FILE_HOSTING, id, caption)
@@ -249,7 +269,11 @@ mod tests {
     #[test]
     fn url_helpers() {
         assert_eq!(
-            join(&["https://c.sharepoint.com/sites/F/", "Shared Documents", "a.xlsx"]),
+            join(&[
+                "https://c.sharepoint.com/sites/F/",
+                "Shared Documents",
+                "a.xlsx"
+            ]),
             "https://c.sharepoint.com/sites/F/Shared Documents/a.xlsx"
         );
         assert_eq!(join(&["https://x/", "", "b"]), "https://x/b");

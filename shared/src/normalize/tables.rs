@@ -234,13 +234,31 @@ pub(super) fn logon_type(n: i64) -> Option<&'static str> {
 pub(super) fn resource_app_name(id: &str) -> Option<&'static str> {
     const KNOWN: &[(&str, &str)] = &[
         ("00000003-0000-0000-c000-000000000000", "Microsoft Graph"),
-        ("00000002-0000-0ff1-ce00-000000000000", "Office 365 Exchange Online"),
-        ("00000003-0000-0ff1-ce00-000000000000", "Office 365 SharePoint Online"),
-        ("00000002-0000-0000-c000-000000000000", "Windows Azure Active Directory"),
-        ("797f4846-ba00-4fd7-ba43-dac1f8f63013", "Windows Azure Service Management API"),
-        ("00000004-0000-0ff1-ce00-000000000000", "Skype for Business Online"),
+        (
+            "00000002-0000-0ff1-ce00-000000000000",
+            "Office 365 Exchange Online",
+        ),
+        (
+            "00000003-0000-0ff1-ce00-000000000000",
+            "Office 365 SharePoint Online",
+        ),
+        (
+            "00000002-0000-0000-c000-000000000000",
+            "Windows Azure Active Directory",
+        ),
+        (
+            "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+            "Windows Azure Service Management API",
+        ),
+        (
+            "00000004-0000-0ff1-ce00-000000000000",
+            "Skype for Business Online",
+        ),
         ("00000009-0000-0000-c000-000000000000", "Power BI Service"),
-        ("cc15fd57-2c6c-4117-a88c-83b1d56b4bbe", "Microsoft Teams Services"),
+        (
+            "cc15fd57-2c6c-4117-a88c-83b1d56b4bbe",
+            "Microsoft Teams Services",
+        ),
     ];
     KNOWN
         .iter()
