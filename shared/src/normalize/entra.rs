@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::read::{
-    int_of, list_field, modified_map, modified_text, non_empty_str, nv_get, nv_map, nv_text,
+    int_of, list_field, modified_map, modified_text, non_empty_str, nv_get, nv_text,
     parse_embedded, str_field, text_of,
 };
 use super::tables::{
@@ -59,7 +59,7 @@ fn sign_in_status(c: &Common<'_>, ext: Option<&Value>) -> Status {
     };
     if c.op.eq_ignore_ascii_case("UserLoginFailed") && st.id != 2 {
         st.id = 2;
-        st.name = "Failure".to_owned();
+        st.name = "Failure".into();
         st.detail = Some(logon_error.unwrap_or("UserLoginFailed").to_owned());
     }
     st
@@ -120,8 +120,9 @@ pub(super) fn sign_in(c: &Common<'_>, out: &mut Out) -> Mapped {
     put_opt(&mut out.actor, "app_uid", str_field(rec, "ApplicationId"));
 
     // The resource signed in to.
+    // Legacy (RecordType 9) records put the user in ObjectId, not the resource.
     let resource = str_field(rec, "ObjectId")
-        .filter(|s| !s.eq_ignore_ascii_case("Unknown"))
+        .filter(|s| c.record_type != Some(9) && !s.eq_ignore_ascii_case("Unknown"))
         .or_else(|| {
             rec.get("Target")
                 .and_then(Value::as_array)
@@ -181,7 +182,6 @@ pub(super) fn sign_in(c: &Common<'_>, out: &mut Out) -> Mapped {
     );
     if !device.is_empty() {
         put(&mut device, "type_id", 0);
-        put(&mut device, "type", "Unknown");
         put_obj(&mut out.ev, "device", device);
     }
     if let Some(sid) = nv_get(dev, "SessionId").and_then(non_empty_str) {
@@ -189,12 +189,6 @@ pub(super) fn sign_in(c: &Common<'_>, out: &mut Out) -> Mapped {
         put(&mut session, "uid", sid);
         put_obj(&mut out.ev, "session", session);
     }
-
-    put_opt(
-        &mut out.o365,
-        "browser_type",
-        nv_get(dev, "BrowserType").and_then(non_empty_str),
-    );
 
     let mut m = Mapped::new(AUTHENTICATION, 1, "Logon");
     m.status = Some(sign_in_status(c, ext));
@@ -394,11 +388,11 @@ pub(super) fn directory(c: &Common<'_>, out: &mut Out) -> Mapped {
     let object_id = str_field(rec, "ObjectId");
 
     // The actor's PUID when UserKey is absent.
-    if !out
+    if out
         .actor
         .get("user")
         .and_then(|u| u.get("uid"))
-        .is_some_and(|v| !v.is_null())
+        .is_none_or(Value::is_null)
         && let Some(puid) = ids(rec.get("Actor")).puid
         && let Some(Value::Object(u)) = out.actor.get_mut("user")
     {
@@ -546,9 +540,5 @@ pub(super) fn directory(c: &Common<'_>, out: &mut Out) -> Mapped {
     if modified_in_o365 && let Some(m) = modified_map(mods) {
         put_obj(&mut out.o365, "modified_properties", m);
     }
-    if let Some(m) = nv_map(ext) {
-        put_obj(&mut out.o365, "extended_properties", m);
-    }
-
     Mapped::new(decision.class, decision.activity_id, decision.activity)
 }

@@ -13,6 +13,7 @@
 //! | SharePoint / OneDrive | 6006 File Hosting Activity |
 //! | everything else | 6003 API Activity |
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Datelike, Utc};
@@ -134,8 +135,6 @@ struct Common<'r> {
     user_id: Option<&'r str>,
     /// `ResultStatus`.
     result_status: Option<&'r str>,
-    /// The event time, when usable.
-    time: Option<DateTime<Utc>>,
     /// The blob's content type.
     content_type: ContentType,
 }
@@ -153,7 +152,7 @@ struct Status {
     /// OCSF `status_id`.
     id: u8,
     /// OCSF `status` caption (or the source value for 99).
-    name: String,
+    name: Cow<'static, str>,
     /// `status_code`.
     code: Option<String>,
     /// `status_detail`.
@@ -167,10 +166,10 @@ impl Status {
     fn failure() -> Self {
         Self::of(2, "Failure")
     }
-    fn of(id: u8, name: &str) -> Self {
+    fn of(id: u8, name: &'static str) -> Self {
         Status {
             id,
-            name: name.to_owned(),
+            name: Cow::Borrowed(name),
             code: None,
             detail: None,
         }
@@ -193,7 +192,12 @@ fn status_from_result(rs: Option<&str>) -> Status {
     } else if s.eq_ignore_ascii_case("partiallysucceeded") {
         Status::of(99, "PartiallySucceeded")
     } else {
-        Status::of(99, s)
+        Status {
+            id: 99,
+            name: Cow::Owned(s.to_owned()),
+            code: None,
+            detail: None,
+        }
     }
 }
 
@@ -201,7 +205,7 @@ fn status_from_result(rs: Option<&str>) -> Status {
 struct Mapped {
     class: Class,
     activity_id: u32,
-    /// Caption of the activity (for `type_name`).
+    /// Caption of the activity (`activity_name` when the record has no `Operation`).
     activity: &'static str,
     /// Overrides the `ResultStatus`-derived status.
     status: Option<Status>,
@@ -249,11 +253,6 @@ fn put_obj(m: &mut Map<String, Value>, k: &str, o: Map<String, Value>) {
 /// A string field copied out as a JSON string.
 fn s(rec: &Map<String, Value>, k: &str) -> Option<Value> {
     str_field(rec, k).map(|v| Value::String(v.to_owned()))
-}
-
-/// A field's text (string, number or bool) as a JSON string.
-fn t(rec: &Map<String, Value>, k: &str) -> Option<Value> {
-    rec.get(k).and_then(text_of).map(Value::String)
 }
 
 /// An OCSF user object: name, uid, and type/type_id from a Microsoft `UserType`.
@@ -312,7 +311,6 @@ fn build(
         record_type: rec.get("RecordType").and_then(int_of),
         user_id: str_field(rec, "UserId"),
         result_status: str_field(rec, "ResultStatus"),
-        time,
         content_type: ctx.content_type,
     };
     let record_id = rec.get("Id").and_then(text_of);
@@ -338,11 +336,11 @@ fn build(
     }
     out.ev.insert("src_endpoint".into(), Value::Object(src));
 
-    let mapped = dispatch(&c, &mut out);
+    let mut mapped = dispatch(&c, &mut out);
 
     let status = mapped
         .status
-        .clone()
+        .take()
         .unwrap_or_else(|| status_from_result(c.result_status));
     let Out {
         mut ev,
@@ -351,7 +349,7 @@ fn build(
     } = out;
     head(&mut ev, &mapped, c.op);
     put(&mut ev, "status_id", status.id);
-    put(&mut ev, "status", status.name);
+    put(&mut ev, "status", status.name.into_owned());
     put_opt(&mut ev, "status_code", status.code);
     put_opt(&mut ev, "status_detail", status.detail);
     put_obj(&mut ev, "actor", actor);
@@ -365,9 +363,6 @@ fn build(
 
     let mut meta = metadata(ctx, rec.get("OrganizationId").and_then(non_empty_str));
     put_opt(&mut meta, "uid", record_id.clone());
-    if let Some(rt) = c.record_type {
-        put(&mut meta, "event_code", rt.to_string());
-    }
     if let Some(w) = c.workload {
         let mut feature = Map::new();
         put(&mut feature, "name", w);
@@ -379,6 +374,11 @@ fn build(
 
     // The o365 block: collector context and Microsoft-specific facts.
     put(&mut o365, "content_id", ctx.content_id);
+    put(
+        &mut o365,
+        "record_type",
+        c.record_type.map_or(Value::Null, Value::from),
+    );
     put(
         &mut o365,
         "record_type_name",
@@ -425,7 +425,6 @@ fn head(ev: &mut Map<String, Value>, m: &Mapped, operation: &str) {
     put(ev, "class_uid", class.uid);
     put(ev, "class_name", class.name);
     put(ev, "category_uid", class.category_uid);
-    put(ev, "category_name", class.category_name);
     put(ev, "activity_id", m.activity_id);
     put(
         ev,
@@ -441,9 +440,7 @@ fn head(ev: &mut Map<String, Value>, m: &Mapped, operation: &str) {
         "type_uid",
         u64::from(class.uid) * 100 + u64::from(m.activity_id),
     );
-    put(ev, "type_name", format!("{}: {}", class.name, m.activity));
     put(ev, "severity_id", m.severity_id);
-    put(ev, "severity", tables::severity_name(m.severity_id));
 }
 
 /// `metadata` without the record-specific parts.
@@ -484,6 +481,7 @@ fn base_without_record(
     put(&mut ev, "raw_data", raw);
     let mut o365 = Map::new();
     put(&mut o365, "content_id", ctx.content_id);
+    put(&mut o365, "record_type", Value::Null);
     put(&mut o365, "record_type_name", Value::Null);
     put(&mut o365, "time_source", "contentCreated");
     put_opt(&mut o365, "parse_error", parse_error);

@@ -265,17 +265,3 @@ pub(super) fn resource_app_name(id: &str) -> Option<&'static str> {
         .find(|(k, _)| k.eq_ignore_ascii_case(id))
         .map(|(_, v)| *v)
 }
-
-/// OCSF severity caption.
-pub(super) fn severity_name(id: u8) -> &'static str {
-    match id {
-        0 => "Unknown",
-        1 => "Informational",
-        2 => "Low",
-        3 => "Medium",
-        4 => "High",
-        5 => "Critical",
-        6 => "Fatal",
-        _ => "Other",
-    }
-}
