@@ -45,7 +45,7 @@ pub struct LambdaConfig {
     pub dlq_url: String,
     /// Lister knobs (`RELIST_BAND_MINUTES`, `DEEP_RELIST_MINUTES`, `FIRST_RUN_LOOKBACK_HOURS`).
     pub lister: ListerSettings,
-    /// Fetcher knobs (`FETCHER_MAX_RECEIVES`).
+    /// Fetcher knobs (`FETCHER_MAX_RECEIVES`, `ARCHIVE_RAW`).
     pub fetcher: FetcherSettings,
     /// Endpoint override for every AWS service (`AWS_ENDPOINT_URL`; tests point it at moto).
     pub aws_endpoint_url: Option<String>,
@@ -94,8 +94,14 @@ impl LambdaConfig {
             first_run_lookback: Duration::hours(number("FIRST_RUN_LOOKBACK_HOURS", 24, 1, 167)?),
             ..defaults
         };
+        let archive_raw = match get("ARCHIVE_RAW").as_deref().map(str::trim) {
+            None | Some("") | Some("true") => true,
+            Some("false") => false,
+            Some(v) => return Err(err("ARCHIVE_RAW", format!("`{v}` is not true or false"))),
+        };
         let fetcher = FetcherSettings {
             max_receives: u32::try_from(number("FETCHER_MAX_RECEIVES", 5, 1, 1000)?).unwrap_or(5),
+            archive_raw,
             ..FetcherSettings::default()
         };
         Ok(LambdaConfig {
@@ -364,6 +370,9 @@ pub struct CollectionSpec {
     /// Seconds between passes when running continuously.
     #[serde(default = "interval")]
     pub interval_seconds: u64,
+    /// Also keep each blob as received under `raw/`.
+    #[serde(default = "yes")]
+    pub archive_raw: bool,
 }
 
 fn band() -> i64 {
@@ -398,6 +407,7 @@ impl Default for CollectionSpec {
             queue_capacity: capacity(),
             max_attempts: attempts(),
             interval_seconds: interval(),
+            archive_raw: true,
         }
     }
 }
@@ -487,6 +497,7 @@ impl LocalConfig {
             },
             fetcher: FetcherSettings {
                 max_receives: c.max_attempts,
+                archive_raw: c.archive_raw,
                 ..FetcherSettings::default()
             },
             workers: c.fetch_workers,
@@ -613,6 +624,7 @@ client_secret_file = "secret.txt"
         let c = LambdaConfig::from_lookup(env(full)).unwrap();
         assert_eq!(c.lister.relist_band, Duration::minutes(45));
         assert_eq!(c.lister.deep_relist_every, None);
+        assert!(c.fetcher.archive_raw, "the raw archive is on by default");
         let e = LambdaConfig::from_lookup(env(&[
             ("STATE_TABLE", "t"),
             ("BUCKET", "b"),
