@@ -1,6 +1,7 @@
 //! `o365-collector`: the operator CLI — local runs, the demo, tenants, the emulator.
 
 mod demo;
+mod keygen;
 mod local;
 mod normalize;
 mod tenants;
@@ -48,6 +49,9 @@ enum Command {
         #[command(flatten)]
         store: local::StoreArgs,
     },
+    /// Generate an RSA key and a self-signed certificate for the app registration
+    /// (`cert.pem` to upload; the key PEM for the collector, optionally in Secrets Manager).
+    Keygen(keygen::KeygenArgs),
     /// Normalize a blob or NDJSON (file or stdin) to OCSF NDJSON on stdout, e.g. to rebuild
     /// events from the raw archive after a mapping improves (docs/schema.md).
     Normalize(normalize::NormalizeArgs),
@@ -110,6 +114,10 @@ async fn main() -> ExitCode {
         Command::Tenants { command, store } => {
             init_tracing("warn");
             tenants::run(command, &store).await
+        }
+        Command::Keygen(args) => {
+            init_tracing("warn");
+            keygen::run(&args).await
         }
         Command::Normalize(args) => {
             init_tracing("warn");

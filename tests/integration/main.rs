@@ -6,6 +6,7 @@
 
 mod crash;
 mod events;
+mod keygen;
 mod lambda_e2e;
 mod local_run;
 mod queue_sqs;
