@@ -11,8 +11,8 @@ if [ ! -x "$VENV/bin/cargo-lambda" ]; then
 fi
 export PATH="$PWD/$VENV/bin:$PATH"
 start=$(date +%s)
-cargo lambda build --release --bin lister --bin fetcher --bin subscriptions "$@"
-for f in lister fetcher subscriptions; do
+cargo lambda build --release --bin lister --bin fetcher --bin subscriptions --bin users-sync "$@"
+for f in lister fetcher subscriptions users-sync; do
   b="target/lambda/$f/bootstrap"
   [ -x "$b" ] || { echo "missing $b" >&2; exit 1; }
   printf '%-14s %s bytes\n' "$f" "$(stat -c %s "$b")"

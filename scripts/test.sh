@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, every test (unit, emulator over HTTP, AWS
-# adapters against a real moto server), and cfn-lint on the SAM template.
+# adapters against a real moto server), cfn-lint, policy checks and `sam validate --lint` on the
+# SAM template.
 #
 # It installs what it needs into .venv (moto[server], cfn-lint), starts moto_server on a free
 # port of 127.0.0.1, exports MOTO_ENDPOINT for the tests, and stops the server on exit.
@@ -9,7 +10,10 @@ cd "$(dirname "$0")/.."
 
 MOTO_VERSION="5.2.5"
 CFN_LINT_VERSION="1.58.0"
+SAM_VERSION="1.170.0"
 VENV="${VENV:-.venv}"
+# aws-sam-cli downgrades boto3/botocore/pydantic/click: its own venv, so moto is never affected.
+SAM_VENV="${SAM_VENV:-.venv-sam}"
 
 log() { printf '\n== %s\n' "$*" >&2; }
 
@@ -19,6 +23,13 @@ if ! "$VENV/bin/python" -c "import moto, cfnlint" 2>/dev/null \
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+fi
+
+log "sam cli ($SAM_VENV: aws-sam-cli $SAM_VERSION)"
+if [ "$("$SAM_VENV/bin/sam" --version 2>/dev/null)" != "SAM CLI, version $SAM_VERSION" ]; then
+  python3 -m venv "$SAM_VENV"
+  "$SAM_VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
+  "$SAM_VENV/bin/pip" install --quiet --disable-pip-version-check "aws-sam-cli==$SAM_VERSION"
 fi
 
 log "cargo fmt --check"
@@ -51,5 +62,13 @@ cargo test --workspace --locked
 
 log "cfn-lint template.yaml"
 "$VENV/bin/cfn-lint" template.yaml
+
+log "template policy checks (no IAM wildcards, private TLS-only bucket, encrypted queues, table, topic)"
+"$VENV/bin/python" scripts/template-policy.py --self-test
+"$VENV/bin/python" scripts/template-policy.py template.yaml
+
+log "sam validate --lint (offline; dummy credentials)"
+AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
+  SAM_CLI_TELEMETRY=0 "$SAM_VENV/bin/sam" validate --lint --template template.yaml
 
 log "all checks passed"

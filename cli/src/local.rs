@@ -8,9 +8,13 @@ use bytes::Bytes;
 use shared::api::http_client;
 use shared::app::SystemClock;
 use shared::app::clients::TenantClients;
-use shared::app::local::{LocalReport, LocalSettings, run_once};
+use shared::app::local::{LocalReport, LocalSettings, run_once_with_progress};
+
+use crate::progress::{BarSlot, RunProgress};
 use shared::config::LocalConfig;
-use shared::model::{ContentBlob, ContentType, Cursor, LedgerEntry, Tenant, TenantId, Versioned};
+use shared::model::{
+    ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, Tenant, TenantId, Versioned,
+};
 use shared::retry::RetryPolicy;
 use shared::secrets::AwsSecrets;
 use shared::sink::{FolderSink, ObjectMeta, ObjectSink, S3Sink, SinkError};
@@ -169,6 +173,22 @@ impl StateStore for AnyStore {
             }
         }
     }
+    async fn load_directory_sync(&self, t: &TenantId) -> Result<Option<DirectorySync>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.load_directory_sync(t).await,
+            AnyStore::Dynamo(s) => s.load_directory_sync(t).await,
+        }
+    }
+    async fn save_directory_sync(
+        &self,
+        t: &TenantId,
+        sync: &DirectorySync,
+    ) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.save_directory_sync(t, sync).await,
+            AnyStore::Dynamo(s) => s.save_directory_sync(t, sync).await,
+        }
+    }
 }
 
 /// An object sink chosen at run time.
@@ -215,6 +235,47 @@ impl ObjectSink for AnySink {
         match self {
             AnySink::Folder(s) => s.list(prefix).await,
             AnySink::S3(s) => s.list(prefix).await,
+        }
+    }
+    fn supports_parts(&self) -> bool {
+        match self {
+            AnySink::Folder(s) => s.supports_parts(),
+            AnySink::S3(s) => s.supports_parts(),
+        }
+    }
+    async fn create_upload(&self, key: &str, meta: &ObjectMeta) -> Result<String, SinkError> {
+        match self {
+            AnySink::Folder(s) => s.create_upload(key, meta).await,
+            AnySink::S3(s) => s.create_upload(key, meta).await,
+        }
+    }
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<String, SinkError> {
+        match self {
+            AnySink::Folder(s) => s.upload_part(key, upload_id, number, body).await,
+            AnySink::S3(s) => s.upload_part(key, upload_id, number, body).await,
+        }
+    }
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), SinkError> {
+        match self {
+            AnySink::Folder(s) => s.complete_upload(key, upload_id, parts).await,
+            AnySink::S3(s) => s.complete_upload(key, upload_id, parts).await,
+        }
+    }
+    async fn abort_upload(&self, key: &str, upload_id: &str) {
+        match self {
+            AnySink::Folder(s) => s.abort_upload(key, upload_id).await,
+            AnySink::S3(s) => s.abort_upload(key, upload_id).await,
         }
     }
 }
@@ -273,7 +334,7 @@ pub fn print_report(report: &LocalReport) {
 }
 
 /// `o365-collector run --config FILE [--once]`.
-pub async fn run(config: &Path, once: bool) -> Result<ExitCode, String> {
+pub async fn run(config: &Path, once: bool, bar: &BarSlot) -> Result<ExitCode, String> {
     let cfg = LocalConfig::from_file(config).map_err(|e| e.to_string())?;
     if cfg.tenants.is_empty() {
         return Err(format!(
@@ -295,15 +356,22 @@ pub async fn run(config: &Path, once: bool) -> Result<ExitCode, String> {
     ));
     let settings = settings(&cfg);
     loop {
-        let report = run_once(
+        let progress = RunProgress::start(bar);
+        let logger = progress.spawn_logger();
+        let report = run_once_with_progress(
             store.clone(),
             sink.clone(),
             apis.clone(),
             Arc::new(SystemClock),
             &settings,
+            progress.clone(),
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await;
+        if let Some(l) = logger {
+            l.abort();
+        }
+        progress.finish(bar);
+        let report = report.map_err(|e| e.to_string())?;
         print_report(&report);
         let failed = report.lister.failures() > 0 || !report.dead_letters.is_empty();
         if once {

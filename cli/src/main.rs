@@ -1,9 +1,11 @@
 //! `o365-collector`: the operator CLI — local runs, the demo, tenants, the emulator.
 
 mod demo;
+mod doctor;
 mod keygen;
 mod local;
 mod normalize;
+mod progress;
 mod tenants;
 
 use std::net::SocketAddr;
@@ -49,6 +51,10 @@ enum Command {
         #[command(flatten)]
         store: local::StoreArgs,
     },
+    /// Check every tenant's setup (token, consent, certificate, subscriptions, listing, Graph)
+    /// and on AWS the table, queues, bucket and newest records; say what to fix. Exit status 1
+    /// when a check fails (docs/setup.md, "Doctor").
+    Doctor(doctor::DoctorArgs),
     /// Generate an RSA key and a self-signed certificate for the app registration
     /// (`cert.pem` to upload; the key PEM for the collector, optionally in Secrets Manager).
     Keygen(keygen::KeygenArgs),
@@ -108,12 +114,17 @@ async fn main() -> ExitCode {
             demo::run(&out).await
         }
         Command::Run { config, once } => {
-            init_tracing("info");
-            local::run(&config, once).await
+            let bar = progress::BarSlot::default();
+            progress::init_tracing(&bar);
+            local::run(&config, once, &bar).await
         }
         Command::Tenants { command, store } => {
             init_tracing("warn");
             tenants::run(command, &store).await
+        }
+        Command::Doctor(args) => {
+            init_tracing("error");
+            doctor::run(&args).await
         }
         Command::Keygen(args) => {
             init_tracing("warn");

@@ -43,7 +43,9 @@ pub struct LambdaConfig {
     pub queue_url: String,
     /// Dead-letter queue URL (`DLQ_URL`).
     pub dlq_url: String,
-    /// Lister knobs (`RELIST_BAND_MINUTES`, `DEEP_RELIST_MINUTES`, `FIRST_RUN_LOOKBACK_HOURS`).
+    /// Lister knobs (`RELIST_BAND_MINUTES`, `DEEP_RELIST_MINUTES`, `FIRST_RUN_LOOKBACK_HOURS`,
+    /// `CONTENT_TYPES`: comma-separated, the content types listed of those each tenant has;
+    /// unset or empty = all).
     pub lister: ListerSettings,
     /// Fetcher knobs (`FETCHER_MAX_RECEIVES`, `ARCHIVE_RAW`).
     pub fetcher: FetcherSettings,
@@ -87,11 +89,25 @@ impl LambdaConfig {
             }
         };
         let defaults = ListerSettings::default();
+        let content_types = match get("CONTENT_TYPES").filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(v) => Some(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse::<ContentType>()
+                            .map_err(|e| err("CONTENT_TYPES", e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
         let deep = number("DEEP_RELIST_MINUTES", 60, 0, 7 * 24 * 60)?;
         let lister = ListerSettings {
             relist_band: Duration::minutes(number("RELIST_BAND_MINUTES", 30, 0, 24 * 60)?),
             deep_relist_every: (deep > 0).then(|| Duration::minutes(deep)),
             first_run_lookback: Duration::hours(number("FIRST_RUN_LOOKBACK_HOURS", 24, 1, 167)?),
+            content_types,
             ..defaults
         };
         let archive_raw = match get("ARCHIVE_RAW").as_deref().map(str::trim) {
@@ -625,6 +641,31 @@ client_secret_file = "secret.txt"
         assert_eq!(c.lister.relist_band, Duration::minutes(45));
         assert_eq!(c.lister.deep_relist_every, None);
         assert!(c.fetcher.archive_raw, "the raw archive is on by default");
+        assert_eq!(
+            c.lister.content_types, None,
+            "every content type by default"
+        );
+        let e = LambdaConfig::from_lookup(env(&[
+            ("STATE_TABLE", "t"),
+            ("BUCKET", "b"),
+            ("QUEUE_URL", "q"),
+            ("DLQ_URL", "d"),
+            ("CONTENT_TYPES", "Audit.Exchange, Audit.Nope"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.setting, "CONTENT_TYPES");
+        let c = LambdaConfig::from_lookup(env(&[
+            ("STATE_TABLE", "t"),
+            ("BUCKET", "b"),
+            ("QUEUE_URL", "q"),
+            ("DLQ_URL", "d"),
+            ("CONTENT_TYPES", "Audit.Exchange,DLP.All"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.lister.content_types,
+            Some(vec![ContentType::Exchange, ContentType::DlpAll])
+        );
         let e = LambdaConfig::from_lookup(env(&[
             ("STATE_TABLE", "t"),
             ("BUCKET", "b"),

@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use crate::api::http_client;
 use crate::app::SystemClock;
 use crate::app::clients::TenantClients;
+use crate::app::graph_clients::GraphClients;
 use crate::config::{ConfigError, LambdaConfig};
 use crate::queue::SqsQueue;
 use crate::retry::RetryPolicy;
@@ -43,6 +44,8 @@ pub struct Deps {
     pub sink: S3Sink,
     /// Per-tenant Management API clients.
     pub apis: TenantClients<AwsSecrets>,
+    /// Per-tenant Microsoft Graph clients (users-sync).
+    pub graphs: GraphClients<AwsSecrets>,
     /// Wall clock.
     pub clock: SystemClock,
 }
@@ -69,13 +72,16 @@ impl Deps {
             config.bucket.clone(),
         );
         let secrets = AwsSecrets::new(aws_sdk_secretsmanager::Client::new(&aws));
-        let apis = TenantClients::new(http_client(), secrets, RetryPolicy::default());
+        let http = http_client();
+        let graphs = GraphClients::new(http.clone(), secrets.clone(), RetryPolicy::default());
+        let apis = TenantClients::new(http, secrets, RetryPolicy::default());
         Ok(Deps {
             config,
             store,
             queue,
             sink,
             apis,
+            graphs,
             clock: SystemClock,
         })
     }

@@ -9,7 +9,9 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`model`] | content types, windows, tenants (pure types) |
+//! | [`model`] | content types, windows, tenants, directory users (pure types) |
+//! | [`metrics`] | CloudWatch metrics in the embedded metric format (EMF lines on stdout) |
+//! | [`graph`] | Microsoft Graph users/delta client (directory sync) |
 #![warn(missing_docs)]
 
 pub mod api;
@@ -17,7 +19,10 @@ pub mod app;
 pub mod auth;
 pub mod aws;
 pub mod config;
+pub mod graph;
+pub mod jsonarray;
 pub mod lambda;
+pub mod metrics;
 pub mod model;
 pub mod normalize;
 pub mod queue;

@@ -121,6 +121,19 @@ impl StateStore for Crashing {
             .claim_records(t, content_id, record_ids, expires_at, now)
             .await
     }
+    async fn load_directory_sync(
+        &self,
+        t: &TenantId,
+    ) -> Result<Option<shared::model::DirectorySync>, StoreError> {
+        self.inner.load_directory_sync(t).await
+    }
+    async fn save_directory_sync(
+        &self,
+        t: &TenantId,
+        sync: &shared::model::DirectorySync,
+    ) -> Result<(), StoreError> {
+        self.inner.save_directory_sync(t, sync).await
+    }
 }
 
 async fn setup(

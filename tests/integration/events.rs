@@ -15,7 +15,7 @@ fn read(path: &str) -> String {
 fn every_sample_event_parses() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
     let mut seen = 0;
-    for function in ["lister", "fetcher", "subscriptions"] {
+    for function in ["lister", "fetcher", "subscriptions", "users-sync"] {
         for entry in std::fs::read_dir(dir.join(function)).expect("events folder") {
             let path = entry.unwrap().path();
             let rel = format!("{function}/{}", path.file_name().unwrap().to_string_lossy());
@@ -34,7 +34,7 @@ fn every_sample_event_parses() {
             seen += 1;
         }
     }
-    assert!(seen >= 4, "sample events missing");
+    assert!(seen >= 5, "sample events missing");
 }
 
 #[test]

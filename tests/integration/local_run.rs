@@ -45,6 +45,16 @@ fn read_written(files: &BTreeMap<PathBuf, SystemTime>) -> Written {
     w
 }
 
+/// Jobs enqueued, from the report's `listing: N jobs enqueued` line.
+fn first_jobs(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("listing: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no listing line:\n{stdout}"))
+}
+
 async fn run_once(config: &Path) -> std::process::Output {
     let bin = function_binary("o365-collector");
     let config = config.to_path_buf();
@@ -52,7 +62,7 @@ async fn run_once(config: &Path) -> std::process::Output {
         std::process::Command::new(bin)
             .args(["run", "--once", "--config"])
             .arg(&config)
-            .env("O365_LOG", "warn")
+            .env("O365_LOG", "warn,o365_collector=info")
             .output()
             .expect("run the CLI")
     })
@@ -120,6 +130,22 @@ client_secret_file = "b.secret"
     assert!(
         stdout.contains("LOST UPSTREAM"),
         "expired blobs must be reported:\n{stdout}"
+    );
+    // Not a terminal: plain progress lines, the last one matching the report.
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    let last = stderr
+        .lines()
+        .rfind(|l| l.contains("progress: "))
+        .unwrap_or_else(|| panic!("no progress line:\n{stderr}"));
+    let total = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("total"))
+        .and_then(|l| l.split_whitespace().last())
+        .expect("a total line");
+    let jobs = first_jobs(&stdout);
+    assert!(
+        last.contains(&format!("blobs {jobs}/{jobs} fetched, {total} records")),
+        "{last}\n{stdout}"
     );
     let after_first = objects(&out, "ocsf");
     let raw_first = objects(&out, "raw");

@@ -5,12 +5,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
 mod crash;
+mod doctor;
 mod events;
 mod keygen;
 mod lambda_e2e;
 mod local_run;
+mod metrics;
+mod no_secrets;
 mod queue_sqs;
 mod secrets_aws;
 mod sink_s3;
 mod store_dynamodb;
 mod support;
+mod users_sync;

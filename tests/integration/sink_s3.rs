@@ -121,3 +121,60 @@ async fn a_missing_bucket_is_an_error_that_names_it() {
     );
     assert!(!err.retryable);
 }
+
+#[tokio::test]
+async fn large_objects_go_up_in_parts_and_appear_only_when_complete() {
+    let (moto, sink) = sink().await;
+    // 13 MiB: two full 5 MiB parts and a last one of 3 MiB.
+    let data: Vec<u8> = (0..13 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let key = "ocsf/tenant_id=t/content_type=Audit.General/event_date=2026-11-22/big.ndjson.gz";
+    let mut w = shared::sink::ObjectWriter::with_part_size(
+        &sink,
+        key.into(),
+        NDJSON_GZ,
+        shared::sink::MIN_PART,
+    );
+    for chunk in data.chunks(1 << 20) {
+        w.write(chunk).await.unwrap();
+        assert!(w.buffered() < shared::sink::MIN_PART + (1 << 20));
+    }
+    assert_eq!(
+        sink.get(key).await.unwrap(),
+        None,
+        "invisible before completion"
+    );
+    let uploads = moto
+        .s3
+        .list_multipart_uploads()
+        .bucket(sink.bucket())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        uploads.uploads().len(),
+        1,
+        "a multipart upload is under way"
+    );
+    assert_eq!(w.finish().await.unwrap(), data.len() as u64);
+    let back = sink.get(key).await.unwrap().expect("object");
+    assert!(back == data, "the object is the bytes written, in order");
+
+    // An aborted upload leaves neither an object nor an open upload.
+    let mut w = shared::sink::ObjectWriter::with_part_size(
+        &sink,
+        "raw/gone.json.gz".into(),
+        NDJSON_GZ,
+        shared::sink::MIN_PART,
+    );
+    w.write(&data[..6 * 1024 * 1024]).await.unwrap();
+    w.abort().await;
+    assert_eq!(sink.get("raw/gone.json.gz").await.unwrap(), None);
+    let uploads = moto
+        .s3
+        .list_multipart_uploads()
+        .bucket(sink.bucket())
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "the upload was aborted");
+}

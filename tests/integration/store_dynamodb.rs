@@ -4,8 +4,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::moto::{Moto, unique};
 use shared::model::{
-    BlobState, CloudKind, ContentBlob, ContentType, CredentialRef, Cursor, Endpoints, LedgerEntry,
-    SecretRef, Tenant, TenantId, TokenEndpoint, Versioned,
+    BlobState, CloudKind, ContentBlob, ContentType, CredentialRef, Cursor, DirectorySync,
+    Endpoints, LedgerEntry, SecretRef, Tenant, TenantId, TokenEndpoint, Versioned,
 };
 use shared::store::{Claim, DynamoDbStore, StateStore, StoreError};
 
@@ -426,4 +426,52 @@ async fn a_missing_table_says_how_to_fix_it() {
         ),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_directory_sync_state_round_trips_under_the_tenant_and_is_replaced() {
+    let (moto, store) = store().await;
+    let t = tenant_id();
+    assert_eq!(store.load_directory_sync(&t).await.unwrap(), None);
+    // An opaque link with characters DynamoDB and URLs care about, kept verbatim.
+    let first = DirectorySync {
+        delta_link: "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=a%27b_c-d=&x=1"
+            .into(),
+        synced_at: DateTime::from_timestamp(1_800_000_000, 123_000_000).unwrap(),
+        users: 4_321,
+    };
+    store.save_directory_sync(&t, &first).await.unwrap();
+    assert_eq!(
+        store.load_directory_sync(&t).await.unwrap(),
+        Some(first.clone())
+    );
+    let item = moto
+        .ddb
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(format!("TENANT#{t}")))
+        .key("sk", AttributeValue::S("DIRECTORY".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("item at TENANT#{tenant} / DIRECTORY");
+    assert_eq!(
+        item.get("delta_link").and_then(|v| v.as_s().ok()),
+        Some(&first.delta_link)
+    );
+    assert!(
+        !item.contains_key("expires_at"),
+        "the sync state does not expire"
+    );
+    let second = DirectorySync {
+        delta_link: "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=next".into(),
+        synced_at: first.synced_at + Duration::minutes(30),
+        users: 4_320,
+    };
+    store.save_directory_sync(&t, &second).await.unwrap();
+    assert_eq!(store.load_directory_sync(&t).await.unwrap(), Some(second));
+    assert_eq!(store.load_directory_sync(&tenant_id()).await.unwrap(), None);
+    // Not a cursor or ledger item: the tenant list and cursors are unaffected.
+    assert!(store.list_tenants().await.unwrap().is_empty());
 }

@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
 pub mod moto;
+pub mod proxy;
 pub mod runtime;
 pub mod stack;

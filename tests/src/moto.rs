@@ -27,7 +27,12 @@ pub fn endpoint() -> String {
 /// SDK configuration for moto: the shared loader with the endpoint, plus region `us-east-1`
 /// and static test credentials (moto accepts any).
 pub async fn config() -> SdkConfig {
-    let conf = shared::aws::sdk_config(Some(&endpoint())).await;
+    config_at(&endpoint()).await
+}
+
+/// [`config`] for the moto server at `endpoint`.
+pub async fn config_at(endpoint: &str) -> SdkConfig {
+    let conf = shared::aws::sdk_config(Some(endpoint)).await;
     conf.to_builder()
         .region(Region::new("us-east-1"))
         .credentials_provider(SharedCredentialsProvider::new(Credentials::new(

@@ -67,6 +67,7 @@ pub struct LambdaProcess {
     shared: Arc<Shared>,
     child: tokio::process::Child,
     logs: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<Vec<String>>>,
     shutdown: Option<oneshot::Sender<()>>,
     /// Time from spawn to the first `invocation/next` poll (the function's init time).
     pub init_time: Option<Duration>,
@@ -142,6 +143,16 @@ impl LambdaProcess {
     /// Starts `binary` with `env` (plus `AWS_LAMBDA_RUNTIME_API` and the usual Lambda
     /// variables) and waits until it polls for its first invocation (or fails to init).
     pub async fn spawn(name: &str, env: &[(String, String)]) -> LambdaProcess {
+        LambdaProcess::spawn_binary(name, &function_binary(name), env).await
+    }
+
+    /// [`LambdaProcess::spawn`] of a given binary, e.g. a release `bootstrap` built by
+    /// `cargo lambda build` (benchmarks).
+    pub async fn spawn_binary(
+        name: &str,
+        binary: &Path,
+        env: &[(String, String)],
+    ) -> LambdaProcess {
         let shared = Arc::new(Shared::default());
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -165,7 +176,7 @@ impl LambdaProcess {
                 .await;
         });
         let started = std::time::Instant::now();
-        let mut cmd = tokio::process::Command::new(function_binary(name));
+        let mut cmd = tokio::process::Command::new(binary);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
@@ -187,26 +198,35 @@ impl LambdaProcess {
         }
         let mut child = cmd.spawn().expect("spawn function binary");
         let logs = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        for (stream, is_stdout) in [
+            (
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+                true,
+            ),
+            (
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+                false,
+            ),
+        ] {
+            let Some(stream) = stream else { continue };
             let logs = logs.clone();
+            let stdout = stdout.clone();
             tokio::spawn(async move {
                 let mut lines = tokio::io::BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
                     let mut l = logs.lock().expect("lock");
                     l.push_str(&line);
                     l.push('\n');
+                    if is_stdout {
+                        stdout.lock().expect("lock").push(line);
+                    }
                 }
             });
         }
@@ -215,6 +235,7 @@ impl LambdaProcess {
             shared,
             child,
             logs,
+            stdout,
             shutdown: Some(tx),
             init_time: None,
         };
@@ -235,6 +256,17 @@ impl LambdaProcess {
         p
     }
 
+    /// Peak resident memory of the process so far, in KiB (`VmHWM`; Linux only).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.id()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
+
     /// The init error the function reported, if any.
     pub fn init_error(&self) -> Option<Value> {
         self.shared.init_error.lock().expect("lock").clone()
@@ -243,6 +275,12 @@ impl LambdaProcess {
     /// Everything the process printed so far.
     pub fn logs(&self) -> String {
         self.logs.lock().expect("lock").clone()
+    }
+
+    /// The lines the process wrote to stdout so far (where Lambda functions write EMF metric
+    /// lines; the JSON logs go to stderr). Both streams are also in [`LambdaProcess::logs`].
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().expect("lock").clone()
     }
 
     /// Sends one event; waits for the function's response.

@@ -26,8 +26,13 @@ pub struct Stack {
 impl Stack {
     /// Creates everything with unique names.
     pub async fn create(max_receive_count: u32) -> Stack {
-        let endpoint = crate::moto::endpoint();
-        let conf = crate::moto::config().await;
+        Stack::create_at(&crate::moto::endpoint(), max_receive_count).await
+    }
+
+    /// [`Stack::create`] on the moto server at `endpoint`.
+    pub async fn create_at(endpoint: &str, max_receive_count: u32) -> Stack {
+        let endpoint = endpoint.to_owned();
+        let conf = crate::moto::config_at(&endpoint).await;
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let table = format!("state-{suffix}");
         shared::store::dynamodb::create_table(&aws_sdk_dynamodb::Client::new(&conf), &table)

@@ -1,11 +1,12 @@
 //! Fetcher Lambda: for each SQS job, download the blob, write its records to S3 and mark it
 //! done; failed jobs are reported per message (`ReportBatchItemFailures`). Thin: all logic is
-//! in `shared::app::fetcher`.
+//! in `shared::app::fetcher`; metrics (EMF on stdout) in `shared::metrics::record`.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::app::fetcher::{Fetcher, QueueMessage};
+use shared::app::fetcher::{Fetcher, JobOutcome, QueueMessage};
 use shared::lambda::{Deps, deadline_from_epoch_ms, init_logging};
+use shared::metrics::{Metrics, record};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -23,7 +24,9 @@ async fn main() -> Result<(), Error> {
     );
     let (fetcher, apis) = (&fetcher, &apis);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let started = std::time::Instant::now();
         apis.set_deadline(Some(deadline_from_epoch_ms(event.context.deadline)));
+        let before = apis.snapshot().await;
         let messages: Vec<QueueMessage> = event
             .payload
             .records
@@ -39,6 +42,20 @@ async fn main() -> Result<(), Error> {
             })
             .collect();
         let report = fetcher.handle_batch(&messages).await;
+        let after = apis.snapshot().await;
+        let mut metrics = Metrics::new("fetcher");
+        record::fetcher_batch(&mut metrics, &messages, &report);
+        record::api_calls(&mut metrics, &before, &after);
+        metrics.emit();
+        let api = record::api_totals(&before, &after);
+        let bytes: u64 = report
+            .outcomes
+            .iter()
+            .map(|(_, o)| match o {
+                JobOutcome::Written { bytes, .. } => *bytes,
+                _ => 0,
+            })
+            .sum();
         let counts = report.counts();
         tracing::info!(
             request_id = %event.context.request_id,
@@ -49,6 +66,11 @@ async fn main() -> Result<(), Error> {
             expired = counts.get("expired").copied().unwrap_or(0),
             dead_lettered = counts.get("dead_lettered").copied().unwrap_or(0),
             retry = counts.get("retry").copied().unwrap_or(0),
+            bytes,
+            api_calls = api.calls,
+            throttled = api.throttled,
+            retries = api.retries,
+            duration_ms = started.elapsed().as_millis() as u64,
             "fetcher invocation done"
         );
         let mut response = SqsBatchResponse::default();

@@ -1,9 +1,11 @@
 //! Lister Lambda: on each schedule tick, list new content of every tenant and content type and
-//! enqueue one fetch job per new blob. Thin: all logic is in `shared::app::lister`.
+//! enqueue one fetch job per new blob. Thin: all logic is in `shared::app::lister`; metrics
+//! (EMF on stdout) in `shared::metrics::record`.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use shared::app::lister;
 use shared::lambda::{Deps, deadline_from_epoch_ms, init_logging};
+use shared::metrics::{Metrics, record};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -12,9 +14,11 @@ async fn main() -> Result<(), Error> {
     let deps = &deps;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
+            let started = std::time::Instant::now();
             let deadline = deadline_from_epoch_ms(event.context.deadline);
             deps.apis.set_deadline(Some(deadline));
-            let report = lister::run(
+            let before = deps.apis.snapshot().await;
+            let result = lister::run(
                 &deps.store,
                 &deps.queue,
                 &deps.apis,
@@ -22,12 +26,35 @@ async fn main() -> Result<(), Error> {
                 &deps.config.lister,
                 deadline,
             )
-            .await?;
+            .await;
+            let after = deps.apis.snapshot().await;
+            let mut metrics = Metrics::new("lister");
+            record::api_calls(&mut metrics, &before, &after);
+            let expiring = record::certificates(&mut metrics, &after, chrono::Utc::now());
+            let api = record::api_totals(&before, &after);
+            let duration_ms = started.elapsed().as_millis() as u64;
+            let report = match result {
+                Ok(report) => report,
+                Err(e) => {
+                    metrics.emit();
+                    tracing::error!(request_id = %event.context.request_id, error = %e,
+                        api_calls = api.calls, duration_ms, "lister invocation failed");
+                    return Err(e.into());
+                }
+            };
+            record::lister_run(&mut metrics, &report);
+            metrics.emit();
             tracing::info!(
                 request_id = %event.context.request_id,
                 feeds = report.feeds.len(),
+                listed = report.feeds.iter().map(|f| f.listed).sum::<u64>(),
                 jobs = report.jobs(),
                 failures = report.failures(),
+                api_calls = api.calls,
+                throttled = api.throttled,
+                retries = api.retries,
+                certificates_expiring = expiring.len(),
+                duration_ms,
                 "lister invocation done"
             );
             Ok::<_, Error>(serde_json::to_value(&report)?)

@@ -2,17 +2,27 @@
 //! tenant's credential reference on first use and kept for the life of the process (a warm
 //! Lambda reuses its tokens).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 use super::{ApiProvider, SetupError};
-use crate::api::ManagementClient;
+use crate::api::{ApiStats, ManagementClient};
 use crate::auth::{Credential, TokenProvider};
 use crate::model::{CredentialRef, Tenant, TenantId};
 use crate::retry::RetryPolicy;
 use crate::secrets::SecretLoader;
+
+/// One tenant client's cumulative counters and certificate, at a moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientSnapshot {
+    /// Management API counters since the client was built.
+    pub stats: ApiStats,
+    /// `notAfter` of the certificate the client signs with (none for a client secret).
+    pub certificate_not_after: Option<DateTime<Utc>>,
+}
 
 /// Builds and caches per-tenant clients.
 pub struct TenantClients<L> {
@@ -50,31 +60,32 @@ impl<L: SecretLoader> TenantClients<L> {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = deadline;
     }
 
+    /// The counters and certificate of every client built so far, per tenant (take one before
+    /// and one after an invocation; [`crate::metrics::record::api_calls`] reports the
+    /// difference).
+    pub async fn snapshot(&self) -> BTreeMap<TenantId, ClientSnapshot> {
+        let cache = self.cache.lock().await;
+        cache
+            .iter()
+            .map(|(id, (_, client))| {
+                let certificate_not_after = client
+                    .tokens()
+                    .credential()
+                    .certificate()
+                    .and_then(|c| c.not_after());
+                (
+                    id.clone(),
+                    ClientSnapshot {
+                        stats: client.stats(),
+                        certificate_not_after,
+                    },
+                )
+            })
+            .collect()
+    }
+
     async fn build(&self, tenant: &Tenant) -> Result<ManagementClient, SetupError> {
-        let setup = |message: String| SetupError {
-            tenant: tenant.id.to_string(),
-            message,
-        };
-        let credential = match &tenant.credential {
-            CredentialRef::Secret { secret } => {
-                let s = self
-                    .loader
-                    .load(secret)
-                    .await
-                    .map_err(|e| setup(e.to_string()))?;
-                Credential::secret(s.expose().to_owned())
-            }
-            CredentialRef::Certificate { pem, alg } => {
-                let s = self
-                    .loader
-                    .load(pem)
-                    .await
-                    .map_err(|e| setup(e.to_string()))?;
-                Credential::certificate_from_pem(s.expose(), *alg)
-                    .map_err(|e| setup(e.to_string()))?
-            }
-        };
-        let tokens = Arc::new(TokenProvider::new(self.http.clone(), tenant, credential));
+        let tokens = Arc::new(token_provider(&self.http, &self.loader, tenant).await?);
         Ok(ManagementClient::new(
             self.http.clone(),
             tenant,
@@ -82,6 +93,36 @@ impl<L: SecretLoader> TenantClients<L> {
             self.retry,
         ))
     }
+}
+
+/// The token provider of `tenant`: its credential loaded through `loader` (client secret, or
+/// certificate PEM). Shared by the Management API and Graph client providers.
+///
+/// # Errors
+/// [`SetupError`] when the credential cannot be loaded or read.
+pub(crate) async fn token_provider<L: SecretLoader>(
+    http: &reqwest::Client,
+    loader: &L,
+    tenant: &Tenant,
+) -> Result<TokenProvider, SetupError> {
+    let setup = |message: String| SetupError {
+        tenant: tenant.id.to_string(),
+        message,
+    };
+    let credential = match &tenant.credential {
+        CredentialRef::Secret { secret } => {
+            let s = loader
+                .load(secret)
+                .await
+                .map_err(|e| setup(e.to_string()))?;
+            Credential::secret(s.expose().to_owned())
+        }
+        CredentialRef::Certificate { pem, alg } => {
+            let s = loader.load(pem).await.map_err(|e| setup(e.to_string()))?;
+            Credential::certificate_from_pem(s.expose(), *alg).map_err(|e| setup(e.to_string()))?
+        }
+    };
+    Ok(TokenProvider::new(http.clone(), tenant, credential))
 }
 
 impl<L: SecretLoader> ApiProvider for TenantClients<L> {

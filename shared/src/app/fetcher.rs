@@ -85,6 +85,10 @@ pub enum JobOutcome {
         duplicates: u64,
         /// Records dropped because another blob already wrote their `Id`.
         cross_blob_duplicates: u64,
+        /// Compressed bytes put to the sink (events and raw archive).
+        bytes: u64,
+        /// Ingestion lag (received − event time) of the records written.
+        lag: crate::metrics::LagSample,
     },
     /// The blob was already done (a redelivery): nothing downloaded.
     AlreadyDone {
@@ -202,6 +206,8 @@ pub struct Fetcher<S, K, D, P, C> {
     clock: C,
     settings: FetcherSettings,
     tenants: tokio::sync::Mutex<TenantCache>,
+    /// Each tenant's directory snapshot, for actor enrichment.
+    directory: super::directory::DirectoryCache,
 }
 
 impl<S, K, D, P, C> std::fmt::Debug for Fetcher<S, K, D, P, C> {
@@ -240,6 +246,7 @@ where
                 loaded: None,
                 tenants: HashMap::new(),
             }),
+            directory: super::directory::DirectoryCache::new(super::directory::DIRECTORY_CACHE_TTL),
         }
     }
 
@@ -434,10 +441,13 @@ where
             })?;
         let received_at = self.clock.now();
         let mut keys = Vec::new();
+        let mut bytes_written = 0u64;
         if self.settings.archive_raw {
             // The blob as Microsoft sent it, first: whatever happens next, it is kept.
             let key = raw_key(job);
-            self.put(&key, gzip(&bytes), "application/json").await?;
+            let gz = gzip(&bytes);
+            bytes_written += gz.len() as u64;
+            self.put(&key, gz, "application/json").await?;
             keys.push(key);
         }
         let records: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| {
@@ -496,10 +506,13 @@ where
             content_created: job.content_created,
             received_at,
         };
-        let (groups, written) = encode(records, &keep, &ctx)
+        // Actor enrichment from the directory snapshot; without one, events are unenriched.
+        let directory = self.directory.get(&self.sink, &job.tenant_id).await;
+        let (groups, written, lag) = encode(records, &keep, &ctx, directory.as_deref())
             .map_err(|e| Failure::Transient(format!("compressing events failed: {e}")))?;
         for (date, gz) in groups {
             let key = events_key(job, date);
+            bytes_written += gz.len() as u64;
             self.put(&key, gz, "application/x-ndjson").await?;
             keys.push(key);
         }
@@ -520,6 +533,8 @@ where
             records: written,
             duplicates,
             cross_blob_duplicates: cross_blob,
+            bytes: bytes_written,
+            lag,
         })
     }
 }
@@ -532,19 +547,30 @@ fn gzip(bytes: &[u8]) -> Bytes {
 }
 
 /// OCSF events of the records marked `keep`, as gzip NDJSON per event date (UTC; the blob's
-/// `contentCreated` date for a record without a usable time). Returns the groups and the count.
+/// `contentCreated` date for a record without a usable time). Returns the groups, the count and
+/// the ingestion lag sample (`received_at` − event time of each record written). Actors found
+/// in `directory` are enriched ([`normalize::enrich`]).
 fn encode(
     records: Vec<serde_json::Value>,
     keep: &[bool],
     ctx: &normalize::Context<'_>,
-) -> std::io::Result<(BTreeMap<NaiveDate, Bytes>, u64)> {
+    directory: Option<&normalize::DirectoryIndex>,
+) -> std::io::Result<(BTreeMap<NaiveDate, Bytes>, u64, crate::metrics::LagSample)> {
     let mut groups: BTreeMap<NaiveDate, GzEncoder<Vec<u8>>> = BTreeMap::new();
     let mut written = 0u64;
+    let mut lags: Vec<u64> = Vec::new();
     for (record, keep) in records.into_iter().zip(keep) {
         if !keep {
             continue;
         }
-        let n = normalize::normalize(record, ctx);
+        let mut n = normalize::normalize(record, ctx);
+        if let Some(d) = directory {
+            normalize::enrich(&mut n.event, d);
+        }
+        if let Some(t) = n.event_time {
+            let ms = (ctx.received_at - t).num_milliseconds().max(0);
+            lags.push(u64::try_from(ms).unwrap_or(0));
+        }
         let date = n.event_time.unwrap_or(ctx.content_created).date_naive();
         let gz = groups
             .entry(date)
@@ -557,7 +583,7 @@ fn encode(
     for (date, gz) in groups {
         out.insert(date, Bytes::from(gz.finish()?));
     }
-    Ok((out, written))
+    Ok((out, written, crate::metrics::LagSample::from_lags(lags)))
 }
 
 #[cfg(test)]
@@ -630,11 +656,15 @@ mod tests {
     #[tokio::test]
     async fn records_repeated_inside_a_blob_are_written_once_with_their_envelope() {
         let (f, api, _, sink, dir) = setup().await;
-        let r = |id: &str| serde_json::json!({"Id": id, "Operation": "Send", "CreationTime": "2026-11-23T10:00:00"});
+        // Records of the blob's own day (a record without a time is filed by contentCreated).
+        let created = Utc::now() - Duration::hours(1);
+        let day = created.format("%Y-%m-%d").to_string();
+        let when = created.format("%Y-%m-%dT%H:%M:%S").to_string();
+        let r = |id: &str| serde_json::json!({"Id": id, "Operation": "Send", "CreationTime": when});
         api.add(
             ContentType::Exchange,
             "a$b$audit_exchange",
-            Utc::now() - Duration::hours(1),
+            created,
             vec![r("1"), r("2"), r("1"), serde_json::json!({"NoId": true})],
         );
         let outcome = f.handle(&job_for(&api, "a$b$audit_exchange")).await;
@@ -652,7 +682,7 @@ mod tests {
         assert_eq!((records, duplicates), (3, 1));
         assert!(
             key.starts_with(&format!(
-                "ocsf/tenant_id={TENANT}/content_type=Audit.Exchange/event_date=2026-11-23/"
+                "ocsf/tenant_id={TENANT}/content_type=Audit.Exchange/event_date={day}/"
             )) && key.ends_with("a%24b%24audit_exchange.ndjson.gz"),
             "{key}"
         );

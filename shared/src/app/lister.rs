@@ -43,6 +43,8 @@ pub struct ListerSettings {
     pub requests_per_minute: u32,
     /// Stop starting new windows when less than this is left before the deadline.
     pub stop_margin: StdDuration,
+    /// Only these content types are listed (of those each tenant has); `None` = all.
+    pub content_types: Option<Vec<ContentType>>,
 }
 
 impl Default for ListerSettings {
@@ -56,6 +58,7 @@ impl Default for ListerSettings {
             concurrency: 8,
             requests_per_minute: 2000,
             stop_margin: StdDuration::from_secs(20),
+            content_types: None,
         }
     }
 }
@@ -174,7 +177,13 @@ where
         match apis.api(&tenant).await {
             Ok(api) => {
                 let budget = Arc::new(Budget::new(settings.requests_per_minute));
-                for ct in tenant.content_types.clone() {
+                let allowed = |ct: &ContentType| {
+                    settings
+                        .content_types
+                        .as_ref()
+                        .is_none_or(|only| only.contains(ct))
+                };
+                for ct in tenant.content_types.clone().into_iter().filter(allowed) {
                     feeds.push((tenant.clone(), api.clone(), ct, budget.clone()));
                 }
             }
@@ -624,6 +633,31 @@ mod tests {
             assert!(*e <= now);
         }
         assert_eq!(r.feeds[0].cursor, Some(now));
+    }
+
+    #[tokio::test]
+    async fn the_content_types_setting_limits_the_feeds_listed() {
+        let (store, queue, api, clock) = setup().await;
+        store
+            .put_tenant(&tenant(ContentType::ALL.to_vec()))
+            .await
+            .unwrap();
+        let settings = ListerSettings {
+            content_types: Some(vec![ContentType::Exchange, ContentType::DlpAll]),
+            ..ListerSettings::default()
+        };
+        let r = run(
+            &store,
+            &queue,
+            &OneApi(api.clone()),
+            &clock,
+            &settings,
+            far(),
+        )
+        .await
+        .unwrap();
+        let listed: Vec<ContentType> = r.feeds.iter().map(|f| f.content_type).collect();
+        assert_eq!(listed, [ContentType::Exchange, ContentType::DlpAll]);
     }
 
     #[tokio::test]

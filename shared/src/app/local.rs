@@ -17,10 +17,34 @@ use crate::queue::{DeadLetters, EnqueueReport, JobQueue, QueueError};
 use crate::sink::ObjectSink;
 use crate::store::StateStore;
 
+/// Progress of a local pass as it happens (a progress bar, or periodic log lines).
+pub trait Progress: Send + Sync {
+    /// A blob was put on the in-process queue.
+    fn listed(&self, job: &FetchJob);
+    /// A job ended (after its retries) with this outcome.
+    fn finished(&self, job: &FetchJob, outcome: &JobOutcome);
+}
+
+/// Progress that goes nowhere.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn listed(&self, _job: &FetchJob) {}
+    fn finished(&self, _job: &FetchJob, _outcome: &JobOutcome) {}
+}
+
 /// A bounded in-process job queue: `enqueue` waits while it is full.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChannelQueue {
     tx: mpsc::Sender<FetchJob>,
+    progress: Arc<dyn Progress>,
+}
+
+impl std::fmt::Debug for ChannelQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelQueue").finish_non_exhaustive()
+    }
 }
 
 impl JobQueue for ChannelQueue {
@@ -32,6 +56,8 @@ impl JobQueue for ChannelQueue {
                     job.content_id.clone(),
                     "the fetch workers have stopped".into(),
                 ));
+            } else {
+                self.progress.listed(job);
             }
         }
         Ok(report)
@@ -136,6 +162,27 @@ where
     P: ApiProvider + 'static,
     C: Clock + 'static,
 {
+    run_once_with_progress(store, sink, apis, clock, settings, Arc::new(NoProgress)).await
+}
+
+/// [`run_once`], telling `progress` of every blob listed and every job finished.
+///
+/// # Errors
+/// Only when the tenant list cannot be read.
+pub async fn run_once_with_progress<S, K, P, C>(
+    store: Arc<S>,
+    sink: Arc<K>,
+    apis: Arc<P>,
+    clock: Arc<C>,
+    settings: &LocalSettings,
+    progress: Arc<dyn Progress>,
+) -> Result<LocalReport, crate::store::StoreError>
+where
+    S: StateStore + 'static,
+    K: ObjectSink + 'static,
+    P: ApiProvider + 'static,
+    C: Clock + 'static,
+{
     let started = Instant::now();
     let deadline = started + settings.time_limit;
     let dead = Arc::new(CollectedDeadLetters::default());
@@ -157,6 +204,7 @@ where
         let outcomes = outcomes.clone();
         let max = settings.fetcher.max_receives.max(1);
         let first_delay = settings.retry_delay;
+        let progress = progress.clone();
         workers.push(tokio::spawn(async move {
             loop {
                 let next = rx.lock().await.recv().await;
@@ -180,6 +228,7 @@ where
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(StdDuration::from_secs(10));
                 };
+                progress.finished(&job, &outcome);
                 outcomes
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -187,7 +236,7 @@ where
             }
         }));
     }
-    let queue = ChannelQueue { tx };
+    let queue = ChannelQueue { tx, progress };
     let lister_report = lister::run(
         store.as_ref(),
         &queue,

@@ -5,15 +5,20 @@ use std::future::Future;
 use std::sync::Arc;
 
 use crate::api::ActivityApi;
+use crate::graph::DirectoryApi;
 use crate::model::Tenant;
 
 pub mod clients;
+pub mod directory;
+pub mod doctor;
 pub mod fetcher;
+pub mod graph_clients;
 pub mod lister;
 pub mod local;
 pub mod subscriptions;
 #[cfg(test)]
 mod testkit;
+pub mod users_sync;
 
 /// A tenant's Management API client could not be built (credential missing or unreadable).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -38,6 +43,31 @@ pub trait ApiProvider: Send + Sync {
         &self,
         tenant: &Tenant,
     ) -> impl Future<Output = Result<Arc<Self::Api>, SetupError>> + Send;
+}
+
+/// Gives the Graph client of a tenant (built once per process and reused).
+pub trait DirectoryProvider: Send + Sync {
+    /// The client type.
+    type Api: DirectoryApi + 'static;
+
+    /// The Graph client of `tenant`.
+    ///
+    /// # Errors
+    /// [`SetupError`] when its credential cannot be loaded.
+    fn directory(
+        &self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<Arc<Self::Api>, SetupError>> + Send;
+}
+
+impl<T: DirectoryProvider + ?Sized> DirectoryProvider for Arc<T> {
+    type Api = T::Api;
+    fn directory(
+        &self,
+        tenant: &Tenant,
+    ) -> impl Future<Output = Result<Arc<Self::Api>, SetupError>> + Send {
+        (**self).directory(tenant)
+    }
 }
 
 /// The clock, injected so tests can move time.

@@ -226,6 +226,12 @@ impl TokenProvider {
         }
     }
 
+    /// The credential in use (for expiry checks: [`Credential::certificate`]); its `Debug` is
+    /// redacted.
+    pub fn credential(&self) -> &Credential {
+        &self.credential
+    }
+
     /// Token requests sent so far (every attempt counts).
     pub fn requests_sent(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)

@@ -170,4 +170,65 @@ mod tests {
             Err(JobError::Malformed { .. })
         ));
     }
+
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn content_type() -> impl Strategy<Value = ContentType> {
+            proptest::sample::select(ContentType::ALL.to_vec())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever bytes arrive on the queue, parsing answers (never panics), and an error
+            /// names what is wrong.
+            #[test]
+            fn arbitrary_bodies_never_panic(body in ".{0,400}") {
+                match FetchJob::parse(&body) {
+                    Ok(j) => prop_assert!(!j.content_id.trim().is_empty()),
+                    Err(e) => prop_assert!(!e.to_string().is_empty()),
+                }
+            }
+
+            /// Every job the lister can write parses back to itself.
+            #[test]
+            fn every_job_round_trips(
+                ct in content_type(),
+                id in "[A-Za-z0-9$_.]{1,120}",
+                uri in "https://[a-z.]{1,30}/api/v1\\.0/[a-z0-9-]{1,36}/activity/feed/audit/[A-Za-z0-9$_.]{1,80}",
+                created in 0i64..4_000_000_000,
+                ttl in 0i64..1_000_000,
+            ) {
+                let created = DateTime::from_timestamp(created, 0).unwrap_or_default();
+                let blob = ContentBlob {
+                    content_type: ct,
+                    content_id: id,
+                    content_uri: uri,
+                    content_created: created,
+                    content_expiration: created + chrono::Duration::seconds(ttl),
+                };
+                let tenant = TenantId::parse("3f2a9c1d-7b4e-4c2a-9d11-5e6f7a8b9c0d").unwrap();
+                let j = FetchJob::new(tenant, &blob, created);
+                prop_assert_eq!(FetchJob::parse(&j.to_json()), Ok(j));
+            }
+
+            /// A job cut short or with a byte flipped is refused, not half-read.
+            #[test]
+            fn damaged_jobs_are_refused(cut in 1usize..200, flip in 0usize..400) {
+                let body = job().to_json();
+                let cut = cut.min(body.len() - 1);
+                prop_assert!(FetchJob::parse(&body[..body.len() - cut]).is_err());
+                let mut bytes = body.into_bytes();
+                let at = flip % bytes.len();
+                if matches!(bytes[at], b'{' | b'}' | b'"' | b',') {
+                    bytes[at] = b'#';
+                    let damaged = String::from_utf8(bytes).unwrap_or_default();
+                    prop_assert!(FetchJob::parse(&damaged).is_err(), "{}", damaged);
+                }
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@ mod content;
 mod cursor;
 mod job;
 mod tenant;
+mod user;
 
 pub use content::{
     ContentBlob, ContentType, MAX_LOOKBACK, MAX_WINDOW, UnknownContentType, Window, WindowError,
@@ -14,3 +15,4 @@ pub use tenant::{
     AssertionAlg, CloudKind, CredentialRef, Endpoints, InvalidTenantId, SecretRef, Tenant,
     TenantId, TokenEndpoint,
 };
+pub use user::{DirectorySnapshot, DirectorySync, DirectoryUser};

@@ -21,6 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::model::ContentType;
 
+mod directory;
 mod dlp;
 mod entra;
 mod exchange;
@@ -32,6 +33,7 @@ mod tables;
 #[cfg(test)]
 mod tests;
 
+pub use directory::{DirectoryIndex, enrich};
 use read::{TimeSource, int_of, non_empty_str, str_field, text_of};
 use tables::Class;
 

@@ -66,6 +66,24 @@ impl FolderSink {
     }
 }
 
+impl FolderSink {
+    /// The temporary file of an unfinished upload of `key`.
+    fn upload_path(&self, key: &str, upload_id: &str) -> Result<PathBuf, SinkError> {
+        let path = self.path_of(key)?;
+        let valid = upload_id
+            .strip_prefix(TEMP_PREFIX)
+            .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_hexdigit()));
+        if !valid {
+            return Err(SinkError {
+                key: key.to_owned(),
+                message: format!("`{upload_id}` is not an upload id of this sink"),
+                retryable: false,
+            });
+        }
+        Ok(path.parent().unwrap_or(Path::new(".")).join(upload_id))
+    }
+}
+
 fn io_error(key: &str, what: &str, path: &Path, e: &std::io::Error) -> SinkError {
     SinkError {
         key: key.to_owned(),
@@ -158,6 +176,80 @@ impl ObjectSink for FolderSink {
         }
     }
 
+    fn supports_parts(&self) -> bool {
+        true
+    }
+
+    /// Parts go to a temporary file beside the key, renamed over it on completion.
+    async fn create_upload(&self, key: &str, _meta: &ObjectMeta) -> Result<String, SinkError> {
+        let path = self.path_of(key)?;
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let id = format!("{TEMP_PREFIX}{}", uuid::Uuid::new_v4().simple());
+        let tmp = dir.join(&id);
+        let owned = key.to_owned();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| io_error(&owned, "cannot create folder", &dir, &e))?;
+            std::fs::File::create_new(&tmp)
+                .map(drop)
+                .map_err(|e| io_error(&owned, "cannot create", &tmp, &e))
+        })
+        .await
+        .map_err(|e| join_error(key, e))??;
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<String, SinkError> {
+        let tmp = self.upload_path(key, upload_id)?;
+        let owned = key.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&tmp)
+                .map_err(|e| io_error(&owned, "cannot open", &tmp, &e))?;
+            f.write_all(&body)
+                .map_err(|e| io_error(&owned, "cannot write", &tmp, &e))
+        })
+        .await
+        .map_err(|e| join_error(key, e))??;
+        Ok(number.to_string())
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        _parts: &[(i32, String)],
+    ) -> Result<(), SinkError> {
+        let tmp = self.upload_path(key, upload_id)?;
+        let path = self.path_of(key)?;
+        let owned = key.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let synced = std::fs::File::open(&tmp).and_then(|f| f.sync_all());
+            synced.map_err(|e| io_error(&owned, "cannot sync", &tmp, &e))?;
+            std::fs::rename(&tmp, &path)
+                .map_err(|e| io_error(&owned, "cannot rename into", &path, &e))?;
+            if let Some(d) = path.parent().and_then(|d| std::fs::File::open(d).ok()) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| join_error(key, e))?
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) {
+        if let Ok(tmp) = self.upload_path(key, upload_id) {
+            let _ = tokio::fs::remove_file(tmp).await;
+        }
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
         let root = self.root.clone();
         let owned = prefix.to_owned();
@@ -242,6 +334,50 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers, ["c.json.gz"]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[tokio::test]
+    async fn objects_written_in_parts_appear_whole_only_when_finished() {
+        use crate::sink::ObjectWriter;
+        let root = temp_root();
+        let sink = FolderSink::new(root.clone());
+        let data: Vec<u8> = (0..10_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut w = ObjectWriter::with_part_size(&sink, "p/big.bin".into(), META, 4096);
+        for chunk in data.chunks(1000) {
+            w.write(chunk).await.unwrap();
+            assert!(w.buffered() < 4096 + 1000, "memory stays bounded");
+        }
+        assert_eq!(
+            sink.get("p/big.bin").await.unwrap(),
+            None,
+            "invisible until finished"
+        );
+        assert_eq!(w.finish().await.unwrap(), data.len() as u64);
+        assert_eq!(
+            sink.get("p/big.bin").await.unwrap(),
+            Some(Bytes::from(data.clone()))
+        );
+
+        // Small objects are one put; an aborted upload leaves nothing behind.
+        let mut w = ObjectWriter::with_part_size(&sink, "p/small.bin".into(), META, 4096);
+        w.write(b"tiny").await.unwrap();
+        w.finish().await.unwrap();
+        assert_eq!(
+            sink.get("p/small.bin").await.unwrap(),
+            Some(Bytes::from_static(b"tiny"))
+        );
+        let mut w = ObjectWriter::with_part_size(&sink, "p/gone.bin".into(), META, 10);
+        w.write(&data[..100]).await.unwrap();
+        w.abort().await;
+        assert_eq!(sink.list("p/").await.unwrap(), ["p/big.bin", "p/small.bin"]);
+        let files = std::fs::read_dir(root.join("p")).unwrap().count();
+        assert_eq!(files, 2, "no temporary file left");
+        assert!(
+            sink.upload_part("p/x", "../../etc", 1, Bytes::new())
+                .await
+                .is_err()
+        );
         std::fs::remove_dir_all(&root).unwrap();
     }
 

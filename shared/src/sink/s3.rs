@@ -6,6 +6,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
 use super::{ObjectMeta, ObjectSink, SinkError};
@@ -85,6 +86,93 @@ impl ObjectSink for S3Sink {
             retryable: true,
         })?;
         Ok(Some(body.into_bytes()))
+    }
+
+    fn supports_parts(&self) -> bool {
+        true
+    }
+
+    async fn create_upload(&self, key: &str, meta: &ObjectMeta) -> Result<String, SinkError> {
+        let out = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(meta.content_type)
+            .set_content_encoding(meta.content_encoding.map(str::to_owned))
+            .send()
+            .await
+            .map_err(|e| self.err(key, &e))?;
+        out.upload_id().map(str::to_owned).ok_or_else(|| SinkError {
+            key: key.to_owned(),
+            message: format!(
+                "s3://{}: CreateMultipartUpload returned no upload id",
+                self.bucket
+            ),
+            retryable: true,
+        })
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<String, SinkError> {
+        let out = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| self.err(key, &e))?;
+        Ok(out.e_tag().unwrap_or_default().to_owned())
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), SinkError> {
+        let parts: Vec<CompletedPart> = parts
+            .iter()
+            .map(|(n, tag)| CompletedPart::builder().part_number(*n).e_tag(tag).build())
+            .collect();
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.err(key, &e))?;
+        Ok(())
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) {
+        if let Err(e) = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            tracing::warn!(key, error = %self.err(key, &e),
+                "aborting a multipart upload failed; the bucket's lifecycle rule removes it");
+        }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {

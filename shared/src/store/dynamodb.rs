@@ -3,7 +3,8 @@
 //! Tenants are stored as the JSON of [`Tenant`] (attribute `tenant`) plus `tenant_id` and
 //! `enabled`; cursors as `listed_until` / `deep_relist_at` (RFC 3339) with a numeric `version`
 //! for conditional writes; ledger entries as `state`, `updated_at`, `records`, `object_key`,
-//! `reason` and the numeric TTL attribute `expires_at` (epoch seconds). DynamoDB deletes expired
+//! `reason` and the numeric TTL attribute `expires_at` (epoch seconds); the directory sync item
+//! as `delta_link`, `synced_at` (RFC 3339) and the number `users`. DynamoDB deletes expired
 //! items late (and moto never), so every read treats an item past `expires_at` as absent and
 //! every claim may overwrite one.
 
@@ -26,7 +27,8 @@ use futures_util::{StreamExt, TryStreamExt};
 use super::{Claim, StateStore, StoreError, ledger_ttl, may_replace};
 use crate::aws::classify;
 use crate::model::{
-    BlobState, ContentBlob, ContentType, Cursor, LedgerEntry, Tenant, TenantId, Versioned,
+    BlobState, ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, Tenant, TenantId,
+    Versioned,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -34,6 +36,7 @@ type Item = HashMap<String, AttributeValue>;
 const TENANTS_PK: &str = "TENANTS";
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailedException";
 const RECORD_SK: &str = "REC";
+const DIRECTORY_SK: &str = "DIRECTORY";
 /// Record claims written at once by one [`StateStore::claim_records`] call.
 const CLAIM_CONCURRENCY: usize = 32;
 
@@ -607,6 +610,47 @@ impl StateStore for DynamoDbStore {
             .buffered(CLAIM_CONCURRENCY)
             .try_collect()
             .await
+    }
+
+    async fn load_directory_sync(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<DirectorySync>, StoreError> {
+        let Some(item) = self
+            .get(
+                "load_directory_sync",
+                tenant_pk(tenant),
+                DIRECTORY_SK.into(),
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let what = format!("directory sync {tenant}");
+        Ok(Some(DirectorySync {
+            delta_link: req_s(&item, "delta_link", &what)?.to_owned(),
+            synced_at: parse_time(req_s(&item, "synced_at", &what)?, "synced_at", &what)?,
+            users: get_n(&item, "users", &what)?.unwrap_or(0),
+        }))
+    }
+
+    async fn save_directory_sync(
+        &self,
+        tenant: &TenantId,
+        sync: &DirectorySync,
+    ) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(tenant_pk(tenant)))
+            .item("sk", s(DIRECTORY_SK))
+            .item("delta_link", s(sync.delta_link.clone()))
+            .item("synced_at", s(time(sync.synced_at)))
+            .item("users", n(sync.users))
+            .send()
+            .await
+            .map_err(|e| self.err("save_directory_sync", &e))?;
+        Ok(())
     }
 }
 

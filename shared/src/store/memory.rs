@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 
 use super::{Claim, StateStore, StoreError, ledger_ttl, may_replace};
 use crate::model::{
-    BlobState, ContentBlob, ContentType, Cursor, LedgerEntry, Tenant, TenantId, Versioned,
+    BlobState, ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, Tenant, TenantId,
+    Versioned,
 };
 
 /// True when a ledger item whose TTL attribute is `expires_at` (epoch seconds, as DynamoDB
@@ -24,6 +25,8 @@ struct State {
     ledger: BTreeMap<(TenantId, String), (LedgerEntry, i64)>,
     /// Record claims: owning content id and TTL (epoch seconds), by tenant and record id.
     records: BTreeMap<(TenantId, String), (String, i64)>,
+    /// Directory sync state per tenant.
+    directory: BTreeMap<TenantId, DirectorySync>,
 }
 
 /// The state store in memory, with the same semantics as the others (versions, conditional
@@ -184,6 +187,22 @@ impl StateStore for MemoryStore {
             .collect();
         Ok(owned)
     }
+
+    async fn load_directory_sync(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<DirectorySync>, StoreError> {
+        Ok(self.lock().directory.get(tenant).cloned())
+    }
+
+    async fn save_directory_sync(
+        &self,
+        tenant: &TenantId,
+        sync: &DirectorySync,
+    ) -> Result<(), StoreError> {
+        self.lock().directory.insert(tenant.clone(), sync.clone());
+        Ok(())
+    }
 }
 
 /// The contract every [`StateStore`] adapter keeps, run against the in-process ones (the
@@ -239,6 +258,29 @@ pub(super) mod contract {
         cursors(store).await;
         ledger(store).await;
         records(store).await;
+        directory(store).await;
+    }
+
+    async fn directory<S: StateStore>(store: &S) {
+        let t = TenantId::parse("dddddddd-0000-4000-8000-000000000004").unwrap();
+        let other = TenantId::parse("eeeeeeee-0000-4000-8000-000000000005").unwrap();
+        assert_eq!(store.load_directory_sync(&t).await.unwrap(), None);
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let first = DirectorySync {
+            delta_link: "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=a%27b".into(),
+            synced_at: at,
+            users: 7,
+        };
+        store.save_directory_sync(&t, &first).await.unwrap();
+        assert_eq!(store.load_directory_sync(&t).await.unwrap(), Some(first));
+        let second = DirectorySync {
+            delta_link: "https://graph.microsoft.com/v1.0/users/delta?$deltatoken=c".into(),
+            synced_at: at + Duration::seconds(300),
+            users: 8,
+        };
+        store.save_directory_sync(&t, &second).await.unwrap();
+        assert_eq!(store.load_directory_sync(&t).await.unwrap(), Some(second));
+        assert_eq!(store.load_directory_sync(&other).await.unwrap(), None);
     }
 
     async fn tenants<S: StateStore>(store: &S) {

@@ -9,13 +9,15 @@
 //! | cursor | `TENANT#{tenant}` | `CURSOR#{content type}` |
 //! | ledger entry | `TENANT#{tenant}` | `BLOB#{content id}` (TTL: a day after `contentExpiration`) |
 //! | record claim | `REC#{tenant}#{record id}` | `REC` (owning blob in `blob`; TTL: `expires_at`) |
+//! | directory sync | `TENANT#{tenant}` | `DIRECTORY` (`delta_link`, `synced_at`, `users`) |
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    BlobState, ContentBlob, ContentType, Cursor, LedgerEntry, Tenant, TenantId, Versioned,
+    BlobState, ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, Tenant, TenantId,
+    Versioned,
 };
 
 pub mod dynamodb;
@@ -172,6 +174,27 @@ pub trait StateStore: Send + Sync {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Where the tenant's directory sync stands (its Graph delta link); `None` before the
+    /// first sync.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`], [`StoreError::Corrupt`].
+    fn load_directory_sync(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<DirectorySync>, StoreError>> + Send;
+
+    /// Saves where the tenant's directory sync stands (replaces what was there; the caller
+    /// writes the snapshot first).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    fn save_directory_sync(
+        &self,
+        tenant: &TenantId,
+        sync: &DirectorySync,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Shared by the adapters: the TTL of a ledger entry.
@@ -247,5 +270,18 @@ impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
         (**self).claim_records(tenant, content_id, record_ids, expires_at, now)
+    }
+    fn load_directory_sync(
+        &self,
+        tenant: &TenantId,
+    ) -> impl Future<Output = Result<Option<DirectorySync>, StoreError>> + Send {
+        (**self).load_directory_sync(tenant)
+    }
+    fn save_directory_sync(
+        &self,
+        tenant: &TenantId,
+        sync: &DirectorySync,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).save_directory_sync(tenant, sync)
     }
 }

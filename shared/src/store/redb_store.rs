@@ -1,6 +1,7 @@
 //! [`StateStore`] in one local [redb](https://docs.rs/redb) file, for local runs.
 //!
-//! Four tables of JSON values: `tenants` (key: tenant id), `cursors` (key:
+//! Five tables of JSON values: `directory` (key: tenant id, value: [`DirectorySync`]),
+//! `tenants` (key: tenant id), `cursors` (key:
 //! `{tenant}/{content type}`, value: version and cursor), `ledger` (key:
 //! `{tenant}/{content id}`, value: entry and its TTL in epoch seconds) and `records` (key:
 //! `{tenant}\u{1f}{record id}`, value: owning content id and TTL). redb serializes write
@@ -20,13 +21,15 @@ use serde::{Deserialize, Serialize};
 use super::memory::is_expired;
 use super::{Claim, StateStore, StoreError, ledger_ttl, may_replace};
 use crate::model::{
-    BlobState, ContentBlob, ContentType, Cursor, LedgerEntry, Tenant, TenantId, Versioned,
+    BlobState, ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, Tenant, TenantId,
+    Versioned,
 };
 
 const TENANTS: TableDefinition<&str, &str> = TableDefinition::new("tenants");
 const CURSORS: TableDefinition<&str, &str> = TableDefinition::new("cursors");
 const LEDGER: TableDefinition<&str, &str> = TableDefinition::new("ledger");
 const RECORDS: TableDefinition<&str, &str> = TableDefinition::new("records");
+const DIRECTORY: TableDefinition<&str, &str> = TableDefinition::new("directory");
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredCursor {
@@ -128,7 +131,7 @@ impl RedbStore {
         }
         let db = Database::create(&path).map_err(|e| backend("open", &path, e))?;
         let txn = db.begin_write().map_err(|e| backend("open", &path, e))?;
-        for table in [TENANTS, CURSORS, LEDGER, RECORDS] {
+        for table in [TENANTS, CURSORS, LEDGER, RECORDS, DIRECTORY] {
             txn.open_table(table)
                 .map_err(|e| backend("open", &path, e))?;
         }
@@ -436,6 +439,43 @@ impl StateStore for RedbStore {
                 owned.push(!held_by_other);
             }
             Ok(owned)
+        })
+        .await
+    }
+
+    async fn load_directory_sync(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<DirectorySync>, StoreError> {
+        let key = tenant.to_string();
+        self.read("load_directory_sync", move |txn, path| {
+            let op = "load_directory_sync";
+            let t = txn
+                .open_table(DIRECTORY)
+                .map_err(|e| backend(op, path, e))?;
+            let Some(v) = t.get(key.as_str()).map_err(|e| backend(op, path, e))? else {
+                return Ok(None);
+            };
+            decode(format!("directory sync {key}"), v.value()).map(Some)
+        })
+        .await
+    }
+
+    async fn save_directory_sync(
+        &self,
+        tenant: &TenantId,
+        sync: &DirectorySync,
+    ) -> Result<(), StoreError> {
+        let key = tenant.to_string();
+        let json = encode("save_directory_sync", sync)?;
+        self.write("save_directory_sync", move |txn, path| {
+            let op = "save_directory_sync";
+            let mut t = txn
+                .open_table(DIRECTORY)
+                .map_err(|e| backend(op, path, e))?;
+            t.insert(key.as_str(), json.as_str())
+                .map_err(|e| backend(op, path, e))?;
+            Ok(())
         })
         .await
     }
