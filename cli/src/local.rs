@@ -375,6 +375,8 @@ pub async fn run(config: &Path, once: bool, bar: &BarSlot) -> Result<ExitCode, S
         print_report(&report);
         let failed = report.lister.failures() > 0 || !report.dead_letters.is_empty();
         if once {
+            // Benchmarks only (`O365_REPORT_RUSAGE=1`): peak RSS and CPU time, as the last line.
+            crate::bench::report_rusage();
             return Ok(if failed {
                 ExitCode::from(1)
             } else {

@@ -1,5 +1,6 @@
 //! `o365-collector`: the operator CLI — local runs, the demo, tenants, the emulator.
 
+mod bench;
 mod demo;
 mod doctor;
 mod keygen;
@@ -92,6 +93,12 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Peak RSS and CPU of the collector fetching one blob of each size from the emulator
+    /// (docs/benchmarks.md).
+    Memory(bench::MemoryArgs),
+    /// A local run over an emulated tenant (all five content types, paging, throttling):
+    /// blobs/s, records/s, CPU, peak RSS, API calls per blob (docs/benchmarks.md).
+    Run(bench::RunArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -139,6 +146,18 @@ async fn main() -> ExitCode {
         } => {
             init_tracing("warn");
             normalize::bench(records, rounds)
+        }
+        Command::Bench {
+            what: BenchCommand::Memory(args),
+        } => {
+            init_tracing("warn");
+            bench::memory(&args).await
+        }
+        Command::Bench {
+            what: BenchCommand::Run(args),
+        } => {
+            init_tracing("warn");
+            bench::run(&args).await
         }
         Command::Emulate {
             scenario,

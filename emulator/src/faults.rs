@@ -7,11 +7,15 @@ use rand::{Rng, SeedableRng};
 use crate::scenario::{Endpoint, FaultKind, FaultSpec};
 
 /// A fault that fired, with what the handler needs to answer it.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct Fired {
     pub(crate) kind: FaultKind,
     pub(crate) delay_ms: u64,
     pub(crate) retry_after_secs: f64,
+    /// The whole rule, for the parameters of the newer kinds (`location`, `truncate_at`, …).
+    pub(crate) spec: FaultSpec,
+    /// How many times this rule has fired, this time included (1 = first).
+    pub(crate) firing: u64,
 }
 
 #[derive(Debug)]
@@ -72,6 +76,8 @@ impl FaultEngine {
                     kind: s.kind,
                     delay_ms: s.delay_ms,
                     retry_after_secs: s.retry_after_secs,
+                    spec: s.clone(),
+                    firing: rule.fired,
                 });
             }
         }
@@ -98,6 +104,13 @@ mod tests {
             limit,
             delay_ms: 0,
             retry_after_secs: 1.0,
+            location: None,
+            redirect_status: 302,
+            body: None,
+            truncate_at: 0.5,
+            content_length: crate::scenario::LengthMode::Cut,
+            interval_ms: 0,
+            record_bytes: 1024,
         }
     }
 

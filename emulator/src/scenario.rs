@@ -321,6 +321,39 @@ pub enum FaultKind {
     Drop,
     /// HTTP 401: the bearer token is refused as if it had expired early.
     Unauthorized,
+    /// A redirect (`redirect_status`, default 302) to `location`, before any check: a client
+    /// that followed it would carry its credentials or bearer token to another host.
+    Redirect,
+    /// HTTP 200 with a body that is not JSON (`body`, default an HTML error page), as a proxy
+    /// or captive portal answers.
+    Garbage,
+    /// The normal answer cut after `truncate_at` of its bytes; `content_length` says whether
+    /// the cut body is announced as such (`cut`: a complete HTTP answer with an incomplete JSON
+    /// array), the whole body is announced and the connection closes early (`full`), or the
+    /// body is chunked and ends cleanly (`none`).
+    Truncate,
+    /// A blob body that never ends: `[` then records, one every `interval_ms` (0 = as fast as
+    /// the client reads), until the client goes away.
+    Endless,
+    /// The normal blob with invalid UTF-8 bytes (`0xFF 0xFE`) inside a string of its first
+    /// record (its `Operation`, else its first string value).
+    NonUtf8,
+    /// The normal blob with one extra record of `record_bytes` bytes (default 40 MiB) first,
+    /// `Id` `huge-record-<n>`.
+    HugeRecord,
+}
+
+/// How a `truncate` fault announces the body it cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LengthMode {
+    /// `Content-Length` of the cut body: the HTTP answer is complete, its JSON is not.
+    #[default]
+    Cut,
+    /// `Content-Length` of the whole body, then the connection closes early.
+    Full,
+    /// No `Content-Length` (chunked): the body ends cleanly, cut.
+    None,
 }
 
 /// One fault rule. A request matching `endpoints` (and `tenant`, if set) fires the fault with
@@ -351,6 +384,27 @@ pub struct FaultSpec {
     /// `Retry-After` seconds for `too-many-requests` (fractions allowed, as Graph sends).
     #[serde(default = "default_retry_after")]
     pub retry_after_secs: f64,
+    /// `redirect`: the `Location` sent (default `https://redirect.invalid/`).
+    #[serde(default)]
+    pub location: Option<String>,
+    /// `redirect`: the status, 300..=399 (default 302).
+    #[serde(default = "default_redirect_status")]
+    pub redirect_status: u16,
+    /// `garbage`: the body sent with HTTP 200 (default an HTML error page).
+    #[serde(default)]
+    pub body: Option<String>,
+    /// `truncate`: the fraction of the body kept, strictly between 0 and 1 (default 0.5).
+    #[serde(default = "default_truncate_at")]
+    pub truncate_at: f64,
+    /// `truncate`: how the cut body is announced.
+    #[serde(default)]
+    pub content_length: LengthMode,
+    /// `endless`: milliseconds between two records (0 = as fast as the client reads).
+    #[serde(default)]
+    pub interval_ms: u64,
+    /// `huge-record`: size of the extra record in bytes (default 40 MiB).
+    #[serde(default = "default_record_bytes")]
+    pub record_bytes: u64,
 }
 
 fn default_fault_endpoints() -> Vec<Endpoint> {
@@ -361,6 +415,15 @@ fn default_delay() -> u64 {
 }
 fn default_retry_after() -> f64 {
     1.0
+}
+fn default_redirect_status() -> u16 {
+    302
+}
+fn default_truncate_at() -> f64 {
+    0.5
+}
+fn default_record_bytes() -> u64 {
+    40 * 1024 * 1024
 }
 
 /// Errors loading a scenario.
@@ -501,6 +564,18 @@ impl Scenario {
                         f.kind
                     ));
                 }
+            }
+            if !(300..=399).contains(&f.redirect_status) {
+                return bad(format!(
+                    "fault {:?}: redirect_status must be between 300 and 399",
+                    f.kind
+                ));
+            }
+            if !(f.truncate_at > 0.0 && f.truncate_at < 1.0) {
+                return bad(format!(
+                    "fault {:?}: truncate_at must be strictly between 0 and 1",
+                    f.kind
+                ));
             }
         }
         Ok(())

@@ -15,7 +15,8 @@ use chrono::Duration;
 use serde::Deserialize;
 
 use crate::clouds::Cloud;
-use crate::scenario::{Endpoint, FaultKind};
+use crate::faults::Fired;
+use crate::scenario::{Endpoint, FaultKind, LengthMode};
 use crate::state::{Call, RequestRecord, World, lock};
 use crate::token::{TokenRequest, TokenVersion};
 
@@ -136,7 +137,7 @@ where
 {
     let fired = lock(&ctx.world.faults).decide(call.endpoint, call.tenant.as_deref());
     let mut fault_name = None;
-    let response = match fired {
+    let response = match fired.clone() {
         None => f().await,
         Some(fired) => {
             fault_name = Some(format!("{:?}", fired.kind));
@@ -176,10 +177,24 @@ where
                 ),
                 FaultKind::Unauthorized => unauthorized(call.endpoint),
                 FaultKind::Drop => dropped(),
+                FaultKind::Redirect => redirect(&fired),
+                FaultKind::Garbage => garbage(&fired),
+                FaultKind::Endless => endless(&fired),
+                FaultKind::Truncate | FaultKind::NonUtf8 | FaultKind::HugeRecord => {
+                    let normal = f().await;
+                    if normal.status() == StatusCode::OK {
+                        damage(normal, &fired).await
+                    } else {
+                        normal
+                    }
+                }
             }
         }
     };
-    let dropped = fired.is_some_and(|f| f.kind == FaultKind::Drop);
+    let dropped = fired.as_ref().is_some_and(|f| {
+        f.kind == FaultKind::Drop
+            || (f.kind == FaultKind::Truncate && f.spec.content_length == LengthMode::Full)
+    });
     ctx.world.record(RequestRecord {
         endpoint: call.endpoint.as_str(),
         method: method.to_string(),
@@ -252,6 +267,162 @@ fn dropped() -> Response {
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     r
+}
+
+fn with_content_type(mut r: Response, value: &'static str) -> Response {
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+    r
+}
+
+/// `redirect`: a 3xx to `location`, with an empty body.
+fn redirect(fired: &Fired) -> Response {
+    let status = StatusCode::from_u16(fired.spec.redirect_status).unwrap_or(StatusCode::FOUND);
+    let location = fired
+        .spec
+        .location
+        .clone()
+        .unwrap_or_else(|| "https://redirect.invalid/".to_owned());
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+const GARBAGE_PAGE: &str = "<!DOCTYPE html><html><head><title>Service Unavailable</title></head><body><h1>The service is temporarily unavailable</h1><p>Please try again later.</p></body></html>";
+
+/// `garbage`: HTTP 200 with a body that is not JSON.
+fn garbage(fired: &Fired) -> Response {
+    let body = fired
+        .spec
+        .body
+        .clone()
+        .unwrap_or_else(|| GARBAGE_PAGE.to_owned());
+    with_content_type(Response::new(Body::from(body)), "text/html; charset=utf-8")
+}
+
+/// `endless`: `[` then records, one every `interval_ms`, until the client goes away.
+fn endless(fired: &Fired) -> Response {
+    let interval = StdDuration::from_millis(fired.spec.interval_ms);
+    let padding = "x".repeat(900);
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S").to_string();
+    let chunks = futures_util::stream::unfold(0u64, move |n| {
+        let padding = padding.clone();
+        let now = now.clone();
+        async move {
+            if n > 0 && !interval.is_zero() {
+                tokio::time::sleep(interval).await;
+            }
+            let lead = if n == 0 { "[" } else { "," };
+            let chunk = format!(
+                r#"{lead}{{"Id":"endless-{n:012}","Operation":"Endless","RecordType":1,"CreationTime":"{now}","Padding":"{padding}"}}"#
+            );
+            Some((Ok::<Bytes, std::io::Error>(Bytes::from(chunk)), n + 1))
+        }
+    });
+    with_content_type(
+        Response::new(Body::from_stream(chunks)),
+        "application/json; charset=utf-8",
+    )
+}
+
+/// `truncate`, `non-utf8` and `huge-record`: the normal answer, damaged.
+async fn damage(normal: Response, fired: &Fired) -> Response {
+    let (parts, body) = normal.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return dropped();
+    };
+    let mut r = match fired.kind {
+        FaultKind::Truncate => truncated(&bytes, fired),
+        FaultKind::NonUtf8 => Response::new(Body::from(non_utf8(&bytes))),
+        _ => Response::new(Body::from(huge_record(&bytes, fired))),
+    };
+    if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+        r.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+    }
+    r
+}
+
+fn truncated(bytes: &Bytes, fired: &Fired) -> Response {
+    let len = bytes.len();
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    let keep =
+        ((len as f64 * fired.spec.truncate_at) as usize).clamp(1, len.saturating_sub(1).max(1));
+    let cut = bytes.slice(..keep.min(len));
+    match fired.spec.content_length {
+        LengthMode::Cut => Response::new(Body::from(cut)),
+        LengthMode::None => Response::new(Body::from_stream(futures_util::stream::iter([Ok::<
+            Bytes,
+            std::io::Error,
+        >(
+            cut
+        )]))),
+        LengthMode::Full => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(cut),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "emulated truncated body",
+                )),
+            ];
+            let mut r = Response::new(Body::from_stream(futures_util::stream::iter(chunks)));
+            if let Ok(v) = HeaderValue::from_str(&len.to_string()) {
+                r.headers_mut().insert(header::CONTENT_LENGTH, v);
+            }
+            r
+        }
+    }
+}
+
+/// Invalid UTF-8 (`0xFF 0xFE`) at the start of the first record's `Operation` value, else of
+/// its first string value.
+fn non_utf8(bytes: &[u8]) -> Vec<u8> {
+    let find = |needle: &[u8]| {
+        bytes
+            .windows(needle.len())
+            .position(|w| w == needle)
+            .map(|i| i + needle.len())
+    };
+    let at = find(b"\"Operation\":\"").or_else(|| find(b"\":\""));
+    let mut out = bytes.to_vec();
+    if let Some(at) = at {
+        out.splice(at..at, [0xFF, 0xFE]);
+    }
+    out
+}
+
+/// One extra record of `record_bytes` bytes at the start of the array.
+fn huge_record(bytes: &[u8], fired: &Fired) -> Vec<u8> {
+    let Some(open) = bytes.iter().position(|b| *b == b'[') else {
+        return bytes.to_vec();
+    };
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S");
+    let head = format!(
+        r#"{{"Id":"huge-record-{:04}","Operation":"HugeRecord","RecordType":1,"CreationTime":"{now}","Padding":""#,
+        fired.firing
+    );
+    let tail = "\"}";
+    let want = usize::try_from(fired.spec.record_bytes).unwrap_or(usize::MAX);
+    let pad = want.saturating_sub(head.len() + tail.len());
+    let empty = bytes[open + 1..]
+        .iter()
+        .all(|b| b.is_ascii_whitespace() || *b == b']');
+    let mut out = Vec::with_capacity(bytes.len() + want + 1);
+    out.extend_from_slice(&bytes[..=open]);
+    out.extend_from_slice(head.as_bytes());
+    out.resize(out.len() + pad, b'a');
+    out.extend_from_slice(tail.as_bytes());
+    if !empty {
+        out.push(b',');
+    }
+    out.extend_from_slice(&bytes[open + 1..]);
+    out
 }
 
 /// The bearer token of a request, if any.

@@ -47,10 +47,14 @@ pub struct LambdaConfig {
     /// `CONTENT_TYPES`: comma-separated, the content types listed of those each tenant has;
     /// unset or empty = all).
     pub lister: ListerSettings,
-    /// Fetcher knobs (`FETCHER_MAX_RECEIVES`, `ARCHIVE_RAW`).
+    /// Fetcher knobs (`FETCHER_MAX_RECEIVES`, `FETCHER_MAX_BLOB_MB`, `ARCHIVE_RAW`,
+    /// `CROSS_BLOB_DEDUPE`).
     pub fetcher: FetcherSettings,
     /// Endpoint override for every AWS service (`AWS_ENDPOINT_URL`; tests point it at moto).
     pub aws_endpoint_url: Option<String>,
+    /// How finely metrics are broken down (`METRICS_DETAIL`: `feed`, `tenant` (default),
+    /// `deployment` or `off`).
+    pub metrics_detail: crate::metrics::Detail,
 }
 
 impl LambdaConfig {
@@ -115,12 +119,37 @@ impl LambdaConfig {
             Some("false") => false,
             Some(v) => return Err(err("ARCHIVE_RAW", format!("`{v}` is not true or false"))),
         };
+        let cross_blob_dedupe = match get("CROSS_BLOB_DEDUPE").as_deref().map(str::trim) {
+            None | Some("") | Some("true") => true,
+            Some("false") => false,
+            Some(v) => {
+                return Err(err(
+                    "CROSS_BLOB_DEDUPE",
+                    format!("`{v}` is not true or false"),
+                ));
+            }
+        };
         let fetcher = FetcherSettings {
             max_receives: u32::try_from(number("FETCHER_MAX_RECEIVES", 5, 1, 1000)?).unwrap_or(5),
+            cross_blob_dedupe,
+            max_blob_bytes: usize::try_from(number("FETCHER_MAX_BLOB_MB", 512, 1, 4096)?)
+                .unwrap_or(512)
+                * 1024
+                * 1024,
             archive_raw,
             ..FetcherSettings::default()
         };
+        let metrics_detail = match get("METRICS_DETAIL").filter(|v| !v.trim().is_empty()) {
+            None => crate::metrics::Detail::default(),
+            Some(v) => crate::metrics::Detail::parse(&v).ok_or_else(|| {
+                err(
+                    "METRICS_DETAIL",
+                    format!("`{v}` is not one of feed, tenant, deployment, off"),
+                )
+            })?,
+        };
         Ok(LambdaConfig {
+            metrics_detail,
             state_table: required("STATE_TABLE")?,
             bucket: required("BUCKET")?,
             queue_url: required("QUEUE_URL")?,
@@ -641,6 +670,34 @@ client_secret_file = "secret.txt"
         assert_eq!(c.lister.relist_band, Duration::minutes(45));
         assert_eq!(c.lister.deep_relist_every, None);
         assert!(c.fetcher.archive_raw, "the raw archive is on by default");
+        assert!(
+            c.fetcher.cross_blob_dedupe,
+            "records are de-duplicated across blobs by default"
+        );
+        let mut off = full.to_vec();
+        off.push(("CROSS_BLOB_DEDUPE", "false"));
+        let lookup = |k: &str| {
+            off.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        assert!(
+            !LambdaConfig::from_lookup(lookup)
+                .unwrap()
+                .fetcher
+                .cross_blob_dedupe
+        );
+        let mut bad = full.to_vec();
+        bad.push(("CROSS_BLOB_DEDUPE", "maybe"));
+        let lookup = |k: &str| {
+            bad.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        };
+        assert_eq!(
+            LambdaConfig::from_lookup(lookup).unwrap_err().setting,
+            "CROSS_BLOB_DEDUPE"
+        );
         assert_eq!(
             c.lister.content_types, None,
             "every content type by default"

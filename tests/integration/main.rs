@@ -4,9 +4,12 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
+mod bench_cli;
+mod chaos;
 mod crash;
 mod doctor;
 mod events;
+mod hostile;
 mod keygen;
 mod lambda_e2e;
 mod local_run;

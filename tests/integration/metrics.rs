@@ -88,7 +88,12 @@ async fn emf_lines_validate_and_add_up_to_what_s3_and_the_emulator_saw() {
     ) {
         store.put_tenant(&t).await.expect("put tenant");
     }
-    let env = stack.function_env(&[("RELIST_BAND_MINUTES", "60"), ("FETCHER_MAX_RECEIVES", "8")]);
+    // Per tenant and content type, so every sum below can be checked feed by feed.
+    let env = stack.function_env(&[
+        ("RELIST_BAND_MINUTES", "60"),
+        ("FETCHER_MAX_RECEIVES", "8"),
+        ("METRICS_DETAIL", "feed"),
+    ]);
     let mut lister = LambdaProcess::spawn("lister", &env).await;
     let mut fetcher = LambdaProcess::spawn("fetcher", &env).await;
 

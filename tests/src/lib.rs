@@ -2,6 +2,7 @@
 // Test code: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
+pub mod chaos;
 pub mod moto;
 pub mod proxy;
 pub mod runtime;

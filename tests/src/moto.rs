@@ -129,3 +129,73 @@ impl Moto {
         name
     }
 }
+
+/// A moto server this process started (from `.venv/bin/moto_server`), killed on drop.
+#[derive(Debug)]
+pub struct MotoServer {
+    /// Its URL.
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl MotoServer {
+    /// `MOTO_ENDPOINT` when set (`None` is returned as the server: nothing to stop), else a
+    /// moto server started here on a free port of 127.0.0.1.
+    ///
+    /// # Panics
+    /// When `.venv/bin/moto_server` is missing or does not start.
+    pub fn from_env_or_start() -> (String, Option<MotoServer>) {
+        if let Ok(u) = std::env::var(MOTO_ENDPOINT_VAR)
+            && !u.trim().is_empty()
+        {
+            return (u.trim().trim_end_matches('/').to_owned(), None);
+        }
+        let s = MotoServer::start();
+        (s.url.clone(), Some(s))
+    }
+
+    /// Starts `.venv/bin/moto_server` on a free port and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When the server is missing or does not start.
+    pub fn start() -> MotoServer {
+        let server =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/moto_server");
+        assert!(
+            server.exists(),
+            "{} is missing: run `bash scripts/test.sh` once (it makes .venv), or export MOTO_ENDPOINT",
+            server.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let child = std::process::Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let mut s = MotoServer {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        for _ in 0..150 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+        panic!("moto_server did not start on {}", s.url);
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

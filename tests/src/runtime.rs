@@ -35,6 +35,25 @@ pub fn function_binary(name: &str) -> PathBuf {
     path
 }
 
+/// The best build of a function binary and what it is: the release `bootstrap` of
+/// `cargo lambda build` (`target/lambda/<name>/bootstrap`), else `target/release/<name>`, else
+/// `target/debug/<name>`; `None` when none is built.
+pub fn preferred_binary(name: &str) -> Option<(PathBuf, &'static str)> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    [
+        (
+            target.join("lambda").join(name).join("bootstrap"),
+            "release bootstrap (cargo lambda)",
+        ),
+        (target.join("release").join(name), "release"),
+        (target.join("debug").join(name), "debug"),
+    ]
+    .into_iter()
+    .find(|(p, _)| p.exists())
+}
+
 struct Invocation {
     id: String,
     event: Value,
@@ -265,6 +284,19 @@ impl LambdaProcess {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
+    }
+
+    /// CPU time (user + system) the process has used so far, in seconds (`/proc/<pid>/stat`
+    /// fields 14 and 15, at the kernel's 100 ticks a second; Linux only).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let pid = self.child.id()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may hold spaces: count from the closing parenthesis.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        Some((utime + stime) / 100.0)
     }
 
     /// The init error the function reported, if any.

@@ -13,6 +13,7 @@ async fn main() -> Result<(), Error> {
     init_logging();
     let deps = Deps::from_env().await?;
     let settings = deps.config.fetcher.clone();
+    let detail = deps.config.metrics_detail;
     let apis = std::sync::Arc::new(deps.apis);
     let fetcher = Fetcher::new(
         deps.store,
@@ -43,7 +44,7 @@ async fn main() -> Result<(), Error> {
             .collect();
         let report = fetcher.handle_batch(&messages).await;
         let after = apis.snapshot().await;
-        let mut metrics = Metrics::new("fetcher");
+        let mut metrics = Metrics::new("fetcher").with_detail(detail);
         record::fetcher_batch(&mut metrics, &messages, &report);
         record::api_calls(&mut metrics, &before, &after);
         metrics.emit();

@@ -28,7 +28,7 @@ async fn main() -> Result<(), Error> {
             )
             .await;
             let after = deps.apis.snapshot().await;
-            let mut metrics = Metrics::new("lister");
+            let mut metrics = Metrics::new("lister").with_detail(deps.config.metrics_detail);
             record::api_calls(&mut metrics, &before, &after);
             let expiring = record::certificates(&mut metrics, &after, chrono::Utc::now());
             let api = record::api_totals(&before, &after);

@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
             let before = deps.apis.snapshot().await;
             let result = subscriptions::ensure(&deps.store, &deps.apis).await;
             let after = deps.apis.snapshot().await;
-            let mut metrics = Metrics::new("subscriptions");
+            let mut metrics = Metrics::new("subscriptions").with_detail(deps.config.metrics_detail);
             record::api_calls(&mut metrics, &before, &after);
             let api = record::api_totals(&before, &after);
             let duration_ms = started.elapsed().as_millis() as u64;

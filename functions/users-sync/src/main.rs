@@ -31,7 +31,7 @@ async fn main() -> Result<(), Error> {
                 deadline,
             )
             .await?;
-            let mut metrics = Metrics::new("users-sync");
+            let mut metrics = Metrics::new("users-sync").with_detail(deps.config.metrics_detail);
             record::users_sync(&mut metrics, &report);
             metrics.emit();
             tracing::info!(

@@ -18,6 +18,7 @@ pub struct BlobBody {
 enum Source {
     Response(reqwest::Response),
     Bytes(Bytes),
+    Chunks(Vec<Bytes>),
 }
 
 impl fmt::Debug for BlobBody {
@@ -50,11 +51,19 @@ impl BlobBody {
         }
     }
 
+    /// A body already in memory that arrives in these chunks (for fakes: streaming tests).
+    pub fn from_chunks(chunks: Vec<Bytes>) -> BlobBody {
+        let mut b = BlobBody::from_bytes(Bytes::new());
+        b.source = Source::Chunks(chunks);
+        b
+    }
+
     /// The announced size, if the server sent `Content-Length`.
     pub fn content_length(&self) -> Option<u64> {
         match &self.source {
             Source::Response(r) => r.content_length(),
             Source::Bytes(b) => u64::try_from(b.len()).ok(),
+            Source::Chunks(_) => None,
         }
     }
 
@@ -112,7 +121,8 @@ impl BlobBody {
                     })
                 }))
             }
-            Source::Bytes(b) => Either::Right(stream::iter([Ok(b)])),
+            Source::Bytes(b) => Either::Right(Either::Left(stream::iter([Ok(b)]))),
+            Source::Chunks(c) => Either::Right(Either::Right(stream::iter(c.into_iter().map(Ok)))),
         }
     }
 }

@@ -11,7 +11,6 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use bytes::Bytes;
 use chrono::NaiveDate;
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -21,10 +20,11 @@ use tokio::time::Instant;
 
 use super::{ApiProvider, Clock};
 use crate::api::{ActivityApi, ErrorClass};
+use crate::jsonarray::{ArraySplitter, SplitError};
 use crate::model::{BlobState, FetchJob, LedgerEntry, Tenant, TenantId};
 use crate::normalize;
 use crate::queue::DeadLetters;
-use crate::sink::{ObjectMeta, ObjectSink};
+use crate::sink::{ObjectMeta, ObjectSink, ObjectWriter};
 use crate::store::StateStore;
 
 /// How long a record `Id` claim outlives its blob's expiry: Microsoft re-delivers records
@@ -44,6 +44,10 @@ pub struct FetcherSettings {
     pub tenant_cache_ttl: StdDuration,
     /// Also keep each blob as Microsoft sent it, under `raw/` (to re-normalize later).
     pub archive_raw: bool,
+    /// Claim every record `Id` in the state table so a record Microsoft delivers in two blobs
+    /// is written once (one conditional write per record). Off: records are de-duplicated
+    /// inside each blob only, and a downstream query de-duplicates by `metadata.uid`.
+    pub cross_blob_dedupe: bool,
 }
 
 impl Default for FetcherSettings {
@@ -54,6 +58,7 @@ impl Default for FetcherSettings {
             concurrency: 4,
             tenant_cache_ttl: StdDuration::from_secs(300),
             archive_raw: true,
+            cross_blob_dedupe: true,
         }
     }
 }
@@ -348,20 +353,6 @@ where
         JobOutcome::DeadLettered { reason }
     }
 
-    async fn put(&self, key: &str, body: Bytes, content_type: &'static str) -> Result<(), Failure> {
-        self.sink
-            .put(
-                key,
-                body,
-                &ObjectMeta {
-                    content_type,
-                    content_encoding: Some("gzip"),
-                },
-            )
-            .await
-            .map_err(|e| Failure::Transient(e.to_string()))
-    }
-
     async fn tenant(&self, id: &TenantId) -> Result<Option<Tenant>, Failure> {
         let mut cache = self.tenants.lock().await;
         let fresh = cache
@@ -432,73 +423,13 @@ where
                 };
             }
         };
-        let bytes = body
-            .into_bytes(self.settings.max_blob_bytes)
-            .await
-            .map_err(|e| match e.class() {
-                ErrorClass::Refused => Failure::Permanent(e.to_string()),
-                _ => Failure::Transient(e.to_string()),
-            })?;
         let received_at = self.clock.now();
-        let mut keys = Vec::new();
-        let mut bytes_written = 0u64;
-        if self.settings.archive_raw {
-            // The blob as Microsoft sent it, first: whatever happens next, it is kept.
-            let key = raw_key(job);
-            let gz = gzip(&bytes);
-            bytes_written += gz.len() as u64;
-            self.put(&key, gz, "application/json").await?;
-            keys.push(key);
+        let limit = self.settings.max_blob_bytes;
+        if let Some(n) = body.content_length()
+            && n > u64::try_from(limit).unwrap_or(u64::MAX)
+        {
+            return Err(too_large(job, Some(n), limit));
         }
-        let records: Vec<serde_json::Value> = serde_json::from_slice(&bytes).map_err(|e| {
-            Failure::Transient(format!(
-                "blob {} is not a JSON array of records ({e}); it may have been cut short",
-                job.content_id
-            ))
-        })?;
-        drop(bytes);
-        // Each record once: first inside the blob, then across blobs (Microsoft re-delivers
-        // records in later blobs; the first blob to claim an Id writes it, a retry of that
-        // same blob still owns it).
-        let mut seen: HashSet<&str> = HashSet::new();
-        let mut keep: Vec<bool> = Vec::with_capacity(records.len());
-        let mut ids: Vec<String> = Vec::new();
-        for r in &records {
-            match r.get("Id").and_then(|v| v.as_str()) {
-                Some(id) if !seen.insert(id) => keep.push(false),
-                Some(id) => {
-                    keep.push(true);
-                    ids.push(id.to_owned());
-                }
-                None => keep.push(true),
-            }
-        }
-        let duplicates = keep.iter().filter(|k| !**k).count() as u64;
-        let claim_until =
-            job.content_expiration.max(now) + chrono::Duration::days(RECORD_CLAIM_DAYS);
-        let owned = self
-            .store
-            .claim_records(&job.tenant_id, &job.content_id, &ids, claim_until, now)
-            .await
-            .map_err(|e| Failure::Transient(e.to_string()))?;
-        let not_owned: HashSet<&str> = ids
-            .iter()
-            .zip(owned.iter())
-            .filter(|(_, o)| !**o)
-            .map(|(id, _)| id.as_str())
-            .collect();
-        let mut cross_blob = 0u64;
-        for (k, r) in keep.iter_mut().zip(records.iter()) {
-            if *k
-                && let Some(id) = r.get("Id").and_then(|v| v.as_str())
-                && not_owned.contains(id)
-            {
-                *k = false;
-                cross_blob += 1;
-            }
-        }
-        drop(not_owned);
-        drop(seen);
         let ctx = normalize::Context {
             tenant_id: job.tenant_id.as_str(),
             content_type: job.content_type,
@@ -508,18 +439,38 @@ where
         };
         // Actor enrichment from the directory snapshot; without one, events are unenriched.
         let directory = self.directory.get(&self.sink, &job.tenant_id).await;
-        let (groups, written, lag) = encode(records, &keep, &ctx, directory.as_deref())
-            .map_err(|e| Failure::Transient(format!("compressing events failed: {e}")))?;
-        for (date, gz) in groups {
-            let key = events_key(job, date);
-            bytes_written += gz.len() as u64;
-            self.put(&key, gz, "application/x-ndjson").await?;
-            keys.push(key);
-        }
+        let mut out = Outputs {
+            raw: self
+                .settings
+                .archive_raw
+                .then(|| GzObject::new(&self.sink, raw_key(job), "application/json")),
+            events: BTreeMap::new(),
+        };
+        let mut run = BlobRun {
+            job,
+            ctx: &ctx,
+            directory: directory.as_deref(),
+            claim_until: job.content_expiration.max(now)
+                + chrono::Duration::days(RECORD_CLAIM_DAYS),
+            now,
+            seen: HashSet::new(),
+            ids: IdDigest::new(),
+            stats: BlobStats::default(),
+        };
+        let streamed = self.stream_blob(body, &mut run, &mut out).await;
+        let stats = match streamed {
+            Ok(()) => run.stats,
+            Err(f) => {
+                out.abort().await;
+                return Err(f);
+            }
+        };
+        // Durable first: the raw archive, then the events, then the ledger.
+        let (keys, bytes_written) = out.finish().await?;
         let entry = LedgerEntry {
             state: BlobState::Done,
             updated_at: self.clock.now(),
-            records: Some(written),
+            records: Some(stats.written),
             object_key: keys.first().cloned(),
             reason: None,
         };
@@ -530,60 +481,328 @@ where
         Ok(JobOutcome::Written {
             content_id: job.content_id.clone(),
             keys,
-            records: written,
-            duplicates,
-            cross_blob_duplicates: cross_blob,
+            records: stats.written,
+            duplicates: stats.duplicates,
+            cross_blob_duplicates: stats.cross_blob,
             bytes: bytes_written,
-            lag,
+            lag: crate::metrics::LagSample::from_lags(stats.lags),
         })
     }
+
+    /// Reads the body chunk by chunk: each chunk goes to the raw archive and through the array
+    /// splitter; every [`CLAIM_BATCH`] records are de-duplicated, normalized and written.
+    /// Memory stays bounded by the largest record and the part size of the open objects.
+    async fn stream_blob<'s>(
+        &'s self,
+        body: crate::api::BlobBody,
+        run: &mut BlobRun<'_>,
+        out: &mut Outputs<'s, K>,
+    ) -> Result<(), Failure> {
+        let limit = self.settings.max_blob_bytes;
+        let mut splitter = ArraySplitter::new(MAX_RECORD_BYTES);
+        let mut broken: Option<SplitError> = None;
+        let mut pending: Vec<serde_json::Value> = Vec::new();
+        let mut received = 0u64;
+        let mut chunks = std::pin::pin!(body.into_stream());
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| match e.class() {
+                ErrorClass::Refused => Failure::Permanent(e.to_string()),
+                _ => Failure::Transient(e.to_string()),
+            })?;
+            received += chunk.len() as u64;
+            if received > u64::try_from(limit).unwrap_or(u64::MAX) {
+                return Err(too_large(run.job, None, limit));
+            }
+            if let Some(raw) = out.raw.as_mut() {
+                raw.write(&chunk).await?;
+            }
+            if broken.is_none()
+                && let Err(e) = splitter.push(&chunk, |element| pending.push(parse_record(element)))
+            {
+                if let SplitError::ElementTooLarge { index, limit } = e {
+                    return Err(Failure::Permanent(format!(
+                        "blob {}: record {index} is larger than {limit} bytes, the most one record may hold; the blob as received is kept under raw/ when ARCHIVE_RAW is on",
+                        run.job.content_id
+                    )));
+                }
+                broken = Some(e);
+            }
+            if pending.len() >= CLAIM_BATCH {
+                self.write_records(std::mem::take(&mut pending), run, out)
+                    .await?;
+            }
+        }
+        let broken = match broken {
+            Some(e) => Some(e),
+            None => splitter.finish().err(),
+        };
+        if let Some(e) = broken {
+            // Keep what arrived in the raw archive (to look at), but write no events: the
+            // blob is fetched again.
+            if let Some(raw) = out.raw.take() {
+                let _ = raw.finish().await;
+            }
+            return Err(Failure::Transient(format!(
+                "blob {} is not a complete JSON array of records ({e}); it may have been cut short",
+                run.job.content_id
+            )));
+        }
+        self.write_records(pending, run, out).await
+    }
+
+    /// De-duplicates a batch of records (inside the blob, then across blobs by claiming their
+    /// `Id`s), normalizes and enriches the ones this blob owns and appends them to the events
+    /// object of their event date.
+    async fn write_records<'s>(
+        &'s self,
+        records: Vec<serde_json::Value>,
+        run: &mut BlobRun<'_>,
+        out: &mut Outputs<'s, K>,
+    ) -> Result<(), Failure> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // Each record once: first inside the blob, then across blobs (Microsoft re-delivers
+        // records in later blobs; the first blob to claim an Id writes it, a retry of that
+        // same blob still owns it).
+        let mut keep: Vec<bool> = Vec::with_capacity(records.len());
+        let mut ids: Vec<String> = Vec::new();
+        for r in &records {
+            match r.get("Id").and_then(|v| v.as_str()) {
+                Some(id) if !run.seen.insert(run.ids.digest(id)) => keep.push(false),
+                Some(id) => {
+                    keep.push(true);
+                    ids.push(id.to_owned());
+                }
+                None => keep.push(true),
+            }
+        }
+        run.stats.duplicates += keep.iter().filter(|k| !**k).count() as u64;
+        if !self.settings.cross_blob_dedupe {
+            ids.clear();
+        }
+        let owned = self
+            .store
+            .claim_records(
+                &run.job.tenant_id,
+                &run.job.content_id,
+                &ids,
+                run.claim_until,
+                run.now,
+            )
+            .await
+            .map_err(|e| Failure::Transient(e.to_string()))?;
+        let not_owned: HashSet<&str> = ids
+            .iter()
+            .zip(owned.iter())
+            .filter(|(_, o)| !**o)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        for (k, r) in keep.iter_mut().zip(records.iter()) {
+            if *k
+                && let Some(id) = r.get("Id").and_then(|v| v.as_str())
+                && not_owned.contains(id)
+            {
+                *k = false;
+                run.stats.cross_blob += 1;
+            }
+        }
+        drop(not_owned);
+        let mut line = Vec::new();
+        for (record, keep) in records.into_iter().zip(keep) {
+            if !keep {
+                continue;
+            }
+            let mut n = normalize::normalize(record, run.ctx);
+            if let Some(d) = run.directory {
+                normalize::enrich(&mut n.event, d);
+            }
+            if let Some(t) = n.event_time {
+                let ms = (run.ctx.received_at - t).num_milliseconds().max(0);
+                run.stats.lags.push(u64::try_from(ms).unwrap_or(0));
+            }
+            let date = n.event_time.unwrap_or(run.ctx.content_created).date_naive();
+            line.clear();
+            serde_json::to_writer(&mut line, &n.event)
+                .map_err(|e| Failure::Transient(format!("serializing an event failed: {e}")))?;
+            line.push(b'\n');
+            let object = out.events.entry(date).or_insert_with(|| {
+                GzObject::new(
+                    &self.sink,
+                    events_key(run.job, date),
+                    "application/x-ndjson",
+                )
+            });
+            object.write(&line).await?;
+            run.stats.written += 1;
+        }
+        Ok(())
+    }
 }
 
-fn gzip(bytes: &[u8]) -> Bytes {
-    let mut gz = GzEncoder::new(Vec::with_capacity(bytes.len() / 8), Compression::default());
-    // Writing into a Vec cannot fail.
-    let _ = gz.write_all(bytes);
-    Bytes::from(gz.finish().unwrap_or_default())
+/// Records parsed between two rounds of record claims.
+const CLAIM_BATCH: usize = 500;
+
+/// The largest single record accepted (Microsoft's are a few KB; the largest seen, a few MB).
+pub const MAX_RECORD_BYTES: usize = 32 * 1024 * 1024;
+
+/// Compressed bytes gathered before they are handed to the object writer.
+const DRAIN_BYTES: usize = 256 * 1024;
+
+fn too_large(job: &FetchJob, announced: Option<u64>, limit: usize) -> Failure {
+    Failure::Permanent(format!(
+        "blob {} is larger than the limit of {limit} bytes{}; raise FETCHER_MAX_BLOB_MB (Lambda) if such blobs are expected",
+        job.content_id,
+        announced
+            .map(|n| format!(" (it announced {n} bytes)"))
+            .unwrap_or_default()
+    ))
 }
 
-/// OCSF events of the records marked `keep`, as gzip NDJSON per event date (UTC; the blob's
-/// `contentCreated` date for a record without a usable time). Returns the groups, the count and
-/// the ingestion lag sample (`received_at` − event time of each record written). Actors found
-/// in `directory` are enriched ([`normalize::enrich`]).
-fn encode(
-    records: Vec<serde_json::Value>,
-    keep: &[bool],
-    ctx: &normalize::Context<'_>,
-    directory: Option<&normalize::DirectoryIndex>,
-) -> std::io::Result<(BTreeMap<NaiveDate, Bytes>, u64, crate::metrics::LagSample)> {
-    let mut groups: BTreeMap<NaiveDate, GzEncoder<Vec<u8>>> = BTreeMap::new();
-    let mut written = 0u64;
-    let mut lags: Vec<u64> = Vec::new();
-    for (record, keep) in records.into_iter().zip(keep) {
-        if !keep {
-            continue;
-        }
-        let mut n = normalize::normalize(record, ctx);
-        if let Some(d) = directory {
-            normalize::enrich(&mut n.event, d);
-        }
-        if let Some(t) = n.event_time {
-            let ms = (ctx.received_at - t).num_milliseconds().max(0);
-            lags.push(u64::try_from(ms).unwrap_or(0));
-        }
-        let date = n.event_time.unwrap_or(ctx.content_created).date_naive();
-        let gz = groups
-            .entry(date)
-            .or_insert_with(|| GzEncoder::new(Vec::new(), Compression::default()));
-        serde_json::to_writer(&mut *gz, &n.event)?;
-        gz.write_all(b"\n")?;
-        written += 1;
+/// One element of a blob as a record: its JSON, or (not valid JSON, e.g. invalid UTF-8) its
+/// text as a JSON string, which the normalizer keeps as an event with a parse-error marker —
+/// nothing is dropped.
+fn parse_record(element: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(element).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(element).into_owned())
+    })
+}
+
+/// What one blob's processing has counted so far.
+#[derive(Debug, Default)]
+struct BlobStats {
+    written: u64,
+    duplicates: u64,
+    cross_blob: u64,
+    lags: Vec<u64>,
+}
+
+/// The state of one blob being streamed.
+struct BlobRun<'a> {
+    job: &'a FetchJob,
+    ctx: &'a normalize::Context<'a>,
+    directory: Option<&'a normalize::DirectoryIndex>,
+    claim_until: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+    /// Digests of the record `Id`s seen so far in this blob (16 bytes each, not the ids: a
+    /// 100 MB blob holds ~80,000 records).
+    seen: HashSet<u128>,
+    ids: IdDigest,
+    stats: BlobStats,
+}
+
+/// 128-bit digests of record ids under two random SipHash keys: two different ids of one blob
+/// collide with a probability of about n²/2¹²⁹ (below 10⁻²⁸ for 100,000 records).
+struct IdDigest(std::hash::RandomState, std::hash::RandomState);
+
+impl IdDigest {
+    fn new() -> IdDigest {
+        IdDigest(std::hash::RandomState::new(), std::hash::RandomState::new())
     }
-    let mut out = BTreeMap::new();
-    for (date, gz) in groups {
-        out.insert(date, Bytes::from(gz.finish()?));
+
+    fn digest(&self, id: &str) -> u128 {
+        use std::hash::BuildHasher;
+        (u128::from(self.0.hash_one(id)) << 64) | u128::from(self.1.hash_one(id))
     }
-    Ok((out, written, crate::metrics::LagSample::from_lags(lags)))
+}
+
+/// One gzip object being written: the compressed output goes to the sink in parts.
+struct GzObject<'a, K: ObjectSink> {
+    gz: GzEncoder<Vec<u8>>,
+    out: ObjectWriter<'a, K>,
+}
+
+impl<'a, K: ObjectSink> GzObject<'a, K> {
+    fn new(sink: &'a K, key: String, content_type: &'static str) -> GzObject<'a, K> {
+        GzObject {
+            gz: GzEncoder::new(Vec::new(), Compression::default()),
+            out: ObjectWriter::new(
+                sink,
+                key,
+                ObjectMeta {
+                    content_type,
+                    content_encoding: Some("gzip"),
+                },
+            ),
+        }
+    }
+
+    async fn write(&mut self, data: &[u8]) -> Result<(), Failure> {
+        // Writing into a Vec cannot fail.
+        let _ = self.gz.write_all(data);
+        if self.gz.get_ref().len() >= DRAIN_BYTES {
+            let compressed = std::mem::take(self.gz.get_mut());
+            self.out
+                .write(&compressed)
+                .await
+                .map_err(|e| Failure::Transient(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// Completes the object; returns its key and compressed size.
+    async fn finish(self) -> Result<(String, u64), (Failure, ObjectWriter<'a, K>)> {
+        let GzObject { gz, mut out } = self;
+        let rest = match gz.finish() {
+            Ok(rest) => rest,
+            Err(e) => return Err((Failure::Transient(format!("compressing failed: {e}")), out)),
+        };
+        if let Err(e) = out.write(&rest).await {
+            return Err((Failure::Transient(e.to_string()), out));
+        }
+        match out.finish().await {
+            Ok(n) => Ok((out.key().to_owned(), n)),
+            Err(e) => Err((Failure::Transient(e.to_string()), out)),
+        }
+    }
+}
+
+/// The objects of one blob: the raw archive and one events object per event date.
+struct Outputs<'a, K: ObjectSink> {
+    raw: Option<GzObject<'a, K>>,
+    events: BTreeMap<NaiveDate, GzObject<'a, K>>,
+}
+
+impl<'a, K: ObjectSink> Outputs<'a, K> {
+    /// Completes the raw archive, then every events object (in date order). Returns the keys
+    /// (raw first) and the compressed bytes written.
+    async fn finish(self) -> Result<(Vec<String>, u64), Failure> {
+        let Outputs { raw, events } = self;
+        let mut keys = Vec::new();
+        let mut bytes = 0u64;
+        let mut rest: Vec<GzObject<'a, K>> = events.into_values().collect();
+        rest.reverse();
+        if let Some(raw) = raw {
+            rest.push(raw);
+        }
+        // Popped from the end: raw first, then the events by date.
+        while let Some(object) = rest.pop() {
+            match object.finish().await {
+                Ok((key, n)) => {
+                    keys.push(key);
+                    bytes += n;
+                }
+                Err((failure, writer)) => {
+                    writer.abort().await;
+                    for o in rest {
+                        o.out.abort().await;
+                    }
+                    return Err(failure);
+                }
+            }
+        }
+        Ok((keys, bytes))
+    }
+
+    /// Drops every unfinished object.
+    async fn abort(self) {
+        if let Some(raw) = self.raw {
+            raw.out.abort().await;
+        }
+        for (_, o) in self.events {
+            o.out.abort().await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -610,6 +829,22 @@ mod tests {
         Arc<FolderSink>,
         std::path::PathBuf,
     ) {
+        setup_with(FetcherSettings {
+            max_receives: 3,
+            ..FetcherSettings::default()
+        })
+        .await
+    }
+
+    async fn setup_with(
+        settings: FetcherSettings,
+    ) -> (
+        TestFetcher,
+        Arc<StaticApi>,
+        Arc<MemoryQueue>,
+        Arc<FolderSink>,
+        std::path::PathBuf,
+    ) {
         let store = Arc::new(MemoryStore::default());
         store
             .put_tenant(&tenant(ContentType::ALL.to_vec()))
@@ -625,10 +860,7 @@ mod tests {
             dead.clone(),
             OneApi(api.clone()),
             FixedClock::at(Utc::now()),
-            FetcherSettings {
-                max_receives: 3,
-                ..FetcherSettings::default()
-            },
+            settings,
         );
         (f, api, dead, sink, dir)
     }
@@ -698,6 +930,158 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    fn events_of(sink_root: &std::path::Path) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        let mut stack = vec![sink_root.join("ocsf")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.extend(lines(&std::fs::read(e.path()).unwrap()));
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_blob_in_many_chunks_and_claim_batches_is_written_once_per_record() {
+        let (f, api, _, _, dir) = setup().await;
+        let created = Utc::now() - Duration::hours(2);
+        let when = created.format("%Y-%m-%dT%H:%M:%S").to_string();
+        // 1,300 records (three claim batches), every 100th repeated in a later batch.
+        let mut records: Vec<serde_json::Value> = (0..1300)
+            .map(|i| serde_json::json!({"Id": format!("r{i}"), "Operation": "FileAccessed", "CreationTime": when, "Pad": "x".repeat(i % 50)}))
+            .collect();
+        for i in (0..1300).step_by(100) {
+            records.push(serde_json::json!({"Id": format!("r{i}"), "Operation": "FileAccessed", "CreationTime": when}));
+        }
+        let body = serde_json::to_vec(&records).unwrap();
+        let chunks: Vec<Vec<u8>> = body.chunks(777).map(<[u8]>::to_vec).collect();
+        api.add_raw(
+            ContentType::SharePoint,
+            "big$blob$audit_sharepoint",
+            created,
+            chunks,
+        );
+        let outcome = f.handle(&job_for(&api, "big$blob$audit_sharepoint")).await;
+        let JobOutcome::Written {
+            records: n,
+            duplicates,
+            keys,
+            ..
+        } = &outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!((*n, *duplicates), (1300, 13), "{outcome:?}");
+        assert_eq!(keys.len(), 2, "raw + one event date: {keys:?}");
+        let events = events_of(&dir);
+        let ids: HashSet<String> = events
+            .iter()
+            .map(|e| e["metadata"]["uid"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!((events.len(), ids.len()), (1300, 1300));
+        // The raw archive is the body byte for byte.
+        let raw = std::fs::read(dir.join(&keys[0])).unwrap();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back == body);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_record_that_is_not_json_is_kept_as_an_event_with_its_text() {
+        let (f, api, _, _, dir) = setup().await;
+        let created = Utc::now() - Duration::hours(1);
+        let mut body = br#"[{"Id":"ok","Operation":"Send"},"#.to_vec();
+        body.extend_from_slice(b"{\"Id\":\"bad\",\"Subject\":\"caf\xE9 \xFF\"}");
+        body.extend_from_slice(b"]");
+        api.add_raw(
+            ContentType::Exchange,
+            "u$8$audit_exchange",
+            created,
+            vec![body],
+        );
+        let outcome = f.handle(&job_for(&api, "u$8$audit_exchange")).await;
+        assert!(
+            matches!(outcome, JobOutcome::Written { records: 2, .. }),
+            "{outcome:?}"
+        );
+        let events = events_of(&dir);
+        let kept = events
+            .iter()
+            .find(|e| e.to_string().contains("caf"))
+            .expect("the non-UTF-8 record is kept");
+        assert!(kept.to_string().contains('\u{FFFD}'), "{kept}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_blob_cut_short_is_retried_and_writes_no_events() {
+        let (f, api, dead, _, dir) = setup().await;
+        let created = Utc::now() - Duration::hours(1);
+        api.add_raw(
+            ContentType::General,
+            "cut$short$audit_general",
+            created,
+            vec![br#"[{"Id":"1","Operation":"X"},{"Id":"2","Oper"#.to_vec()],
+        );
+        let m = job_for(&api, "cut$short$audit_general");
+        let outcome = f.handle(&m).await;
+        let JobOutcome::Retry { reason } = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(reason.contains("not a complete JSON array"), "{reason}");
+        assert!(events_of(&dir).is_empty(), "no events from a broken blob");
+        // At the last attempt it is dead-lettered with that reason.
+        let last = QueueMessage {
+            receive_count: 3,
+            ..m
+        };
+        let outcome = f.handle(&last).await;
+        assert!(
+            matches!(outcome, JobOutcome::DeadLettered { .. }),
+            "{outcome:?}"
+        );
+        assert!(
+            dead.dead_letters()[0]
+                .1
+                .contains("not a complete JSON array")
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn a_blob_over_the_size_limit_is_dead_lettered_naming_the_limit() {
+        let (f, api, _, _, dir) = setup_with(FetcherSettings {
+            max_blob_bytes: 1000,
+            ..FetcherSettings::default()
+        })
+        .await;
+        // A body that never ends, as far as the limit is concerned.
+        let endless: Vec<Vec<u8>> = std::iter::once(b"[".to_vec())
+            .chain(std::iter::repeat_n(
+                br#"{"Id":"x","Operation":"Y"},"#.to_vec(),
+                100,
+            ))
+            .collect();
+        api.add_raw(ContentType::General, "huge$blob$g", Utc::now(), endless);
+        let outcome = f.handle(&job_for(&api, "huge$blob$g")).await;
+        let JobOutcome::DeadLettered { reason } = &outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(
+            reason.contains("larger than the limit of 1000 bytes"),
+            "{reason}"
+        );
+        assert!(events_of(&dir).is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[tokio::test]
     async fn a_redelivered_job_of_a_done_blob_is_acknowledged_without_download() {
         let (f, api, _, _, dir) = setup().await;
@@ -759,6 +1143,58 @@ mod tests {
         let reasons: Vec<String> = dead.dead_letters().into_iter().map(|(_, r)| r).collect();
         assert!(reasons[0].contains("malformed"), "{reasons:?}");
         assert!(reasons[1].contains("not configured"), "{reasons:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn without_cross_blob_dedupe_a_record_in_two_blobs_is_written_by_both_and_nothing_is_claimed()
+     {
+        let (f, api, _, _, dir) = setup_with(FetcherSettings {
+            cross_blob_dedupe: false,
+            ..FetcherSettings::default()
+        })
+        .await;
+        let r = |id: &str| serde_json::json!({"Id": id});
+        let t = Utc::now() - Duration::hours(1);
+        api.add(
+            ContentType::SharePoint,
+            "1$1$sp",
+            t,
+            vec![r("a"), r("b"), r("a")],
+        );
+        api.add(ContentType::SharePoint, "2$2$sp", t, vec![r("b"), r("c")]);
+        for id in ["1$1$sp", "2$2$sp"] {
+            let o = f.handle(&job_for(&api, id)).await;
+            assert!(
+                matches!(
+                    o,
+                    JobOutcome::Written {
+                        cross_blob_duplicates: 0,
+                        ..
+                    }
+                ),
+                "{o:?}"
+            );
+        }
+        let uids: Vec<String> = events_of(&dir)
+            .iter()
+            .map(|e| e["metadata"]["uid"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(uids.len(), 4, "still de-duplicated inside a blob: {uids:?}");
+        // No claim was written: a third blob may claim "b" as new.
+        let tenant = TenantId::parse(TENANT).unwrap();
+        let owned = f
+            .store()
+            .claim_records(
+                &tenant,
+                "3$3$sp",
+                &["b".into()],
+                t + Duration::days(9),
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(owned, [true]);
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -41,6 +41,8 @@ type Listing = (ContentType, DateTime<Utc>, DateTime<Utc>);
 pub(crate) struct StaticApi {
     pub(crate) blobs: Mutex<Vec<Stored>>,
     pub(crate) listings: Mutex<Vec<Listing>>,
+    /// Bodies served as they are instead of the records (by content URI), in these chunks.
+    pub(crate) raw: Mutex<std::collections::HashMap<String, Vec<bytes::Bytes>>>,
 }
 
 impl StaticApi {
@@ -63,6 +65,22 @@ impl StaticApi {
             },
             records,
         ));
+    }
+
+    /// A blob whose body is exactly `chunks`, concatenated (broken blobs).
+    pub(crate) fn add_raw(
+        &self,
+        ct: ContentType,
+        id: &str,
+        created: DateTime<Utc>,
+        chunks: Vec<Vec<u8>>,
+    ) {
+        self.add(ct, id, created, Vec::new());
+        let uri = format!("https://manage.office.com/api/v1.0/{TENANT}/activity/feed/audit/{id}");
+        self.raw
+            .lock()
+            .unwrap()
+            .insert(uri, chunks.into_iter().map(bytes::Bytes::from).collect());
     }
 }
 
@@ -87,6 +105,9 @@ impl ActivityApi for StaticApi {
             .collect())
     }
     async fn fetch_blob(&self, uri: &str) -> Result<BlobBody, ApiError> {
+        if let Some(chunks) = self.raw.lock().unwrap().get(uri) {
+            return Ok(BlobBody::from_chunks(chunks.clone()));
+        }
         let blobs = self.blobs.lock().unwrap();
         let (_, records) = blobs
             .iter()

@@ -189,6 +189,18 @@ pub fn aadsts_fix(code: u32) -> &'static str {
     }
 }
 
+/// What to do about an expired certificate (AADSTS700027 with `The key used is expired`).
+pub const EXPIRED_CERTIFICATE_FIX: &str = "the certificate has expired: create a new one (`o365-collector keygen`), upload it under Certificates & secrets and store its PEM with the private key";
+
+/// [`aadsts_fix`], refined by the description where Entra sends one code for several causes:
+/// AADSTS700027 also means the certificate has expired (`[Reason - The key used is expired.`).
+pub fn aadsts_fix_for(code: u32, description: &str) -> &'static str {
+    if code == 700027 && description.to_ascii_lowercase().contains("expired") {
+        return EXPIRED_CERTIFICATE_FIX;
+    }
+    aadsts_fix(code)
+}
+
 /// The first line of an `error_description`, without `Trace ID`/`Correlation ID`/`Timestamp`,
 /// cut to 300 characters.
 pub(crate) fn trim_description(description: &str) -> String {
@@ -230,6 +242,15 @@ mod tests {
         assert!(aadsts_fix(90002).contains("gcc-high"));
         assert!(aadsts_fix(700024).contains("clock"));
         assert_eq!(aadsts_fix(1), LOOKUP_FIX);
+    }
+
+    #[test]
+    fn an_expired_certificate_gets_its_own_fix() {
+        let expired = "AADSTS700027: Client assertion failed signature validation. [Reason - The key used is expired., Thumbprint of key used by client: 'AB12', Found key 'Start=01/01/2020 00:00:00, End=01/01/2021 00:00:00']";
+        assert_eq!(aadsts_fix_for(700027, expired), EXPIRED_CERTIFICATE_FIX);
+        let unknown = "AADSTS700027: The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found.]";
+        assert_eq!(aadsts_fix_for(700027, unknown), aadsts_fix(700027));
+        assert_eq!(aadsts_fix_for(7000222, "expired"), aadsts_fix(7000222));
     }
 
     #[test]

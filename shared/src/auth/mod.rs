@@ -22,7 +22,7 @@ pub use credential::{
     ASSERTION_LIFETIME_SECS, CertificateCredential, ClientSecret, Credential, MIN_RSA_BITS,
 };
 pub(crate) use error::truncate;
-pub use error::{AuthError, LOOKUP_FIX, aadsts_fix};
+pub use error::{AuthError, EXPIRED_CERTIFICATE_FIX, LOOKUP_FIX, aadsts_fix, aadsts_fix_for};
 
 use crate::model::{Tenant, TokenEndpoint};
 use crate::retry::{RetryPolicy, parse_retry_after};
@@ -404,6 +404,7 @@ impl TokenProvider {
                     }
                     _ => None,
                 };
+                let fix = aadsts_fix_for(code, &description);
                 Outcome::Fail(AuthError::Aadsts {
                     tenant: self.tenant.clone(),
                     client_id: self.client_id.clone(),
@@ -411,7 +412,7 @@ impl TokenProvider {
                     code,
                     error,
                     description,
-                    fix: aadsts_fix(code),
+                    fix,
                     thumbprint,
                 })
             }

@@ -194,9 +194,58 @@ impl Dims {
         self
     }
 
+    /// The same dimensions without `name`.
+    pub fn without(&self, name: &str) -> Dims {
+        Dims(self.0.iter().filter(|(n, _)| *n != name).cloned().collect())
+    }
+
     /// The pairs.
     pub fn pairs(&self) -> &[(&'static str, String)] {
         &self.0
+    }
+}
+
+/// How finely metrics are broken down. Every metric name × dimension set is a CloudWatch custom
+/// metric billed by the month, so the detail is the deployment's largest fixed cost
+/// (docs/cost.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Detail {
+    /// Every metric per tenant and content type (about 50 metrics per tenant).
+    Feed,
+    /// `RecordsWritten` per tenant and content type (the "no records" alarms watch it),
+    /// everything else per tenant (about 20 per tenant).
+    #[default]
+    Tenant,
+    /// `RecordsWritten` per tenant and content type and `CertificateDaysLeft` per tenant (the
+    /// alarms' metrics); everything else summed over the deployment.
+    Deployment,
+    /// No custom metrics at all (the dead-letter and function-error alarms still work: they
+    /// watch AWS's own metrics; the "no records" and certificate alarms then never fire).
+    Off,
+}
+
+impl Detail {
+    /// Parses `feed`, `tenant`, `deployment` or `off`.
+    pub fn parse(s: &str) -> Option<Detail> {
+        match s.trim() {
+            "feed" => Some(Detail::Feed),
+            "tenant" => Some(Detail::Tenant),
+            "deployment" => Some(Detail::Deployment),
+            "off" => Some(Detail::Off),
+            _ => None,
+        }
+    }
+
+    /// The dimensions `metric` is recorded under at this detail.
+    pub fn dims(self, metric: Metric, dims: &Dims) -> Dims {
+        let keep_all = matches!(metric, Metric::RecordsWritten)
+            || (matches!(metric, Metric::CertificateDaysLeft) && self != Detail::Feed);
+        match self {
+            Detail::Feed => dims.clone(),
+            _ if keep_all => dims.clone(),
+            Detail::Tenant => dims.without(CONTENT_TYPE),
+            Detail::Deployment | Detail::Off => dims.without(CONTENT_TYPE).without(TENANT_ID),
+        }
     }
 }
 
@@ -213,6 +262,7 @@ enum Entry {
 pub struct Metrics {
     namespace: String,
     function: String,
+    detail: Detail,
     groups: BTreeMap<Dims, BTreeMap<Metric, Entry>>,
 }
 
@@ -228,8 +278,17 @@ impl Metrics {
         Metrics {
             namespace: namespace.into(),
             function: function.into(),
+            detail: Detail::Feed,
             groups: BTreeMap::new(),
         }
+    }
+
+    /// The same accumulator recording at `detail` (default for a new one: [`Detail::Feed`];
+    /// the functions pass the deployment's `METRICS_DETAIL`).
+    #[must_use]
+    pub fn with_detail(mut self, detail: Detail) -> Metrics {
+        self.detail = detail;
+        self
     }
 
     /// True when nothing was recorded.
@@ -239,10 +298,11 @@ impl Metrics {
 
     /// Adds `n` to a counter (a zero still creates the data point: "nothing happened" is data).
     pub fn add(&mut self, metric: Metric, dims: &Dims, n: f64) {
-        if !n.is_finite() {
+        if !n.is_finite() || self.detail == Detail::Off {
             return;
         }
-        let group = self.groups.entry(dims.clone()).or_default();
+        let dims = self.detail.dims(metric, dims);
+        let group = self.groups.entry(dims).or_default();
         match group.entry(metric).or_insert(Entry::Sum(0.0)) {
             Entry::Sum(v) => *v += n,
             Entry::Values(vs) => vs.push(n),
@@ -257,10 +317,11 @@ impl Metrics {
 
     /// Records one observation (CloudWatch keeps each: min, max, percentiles).
     pub fn observe(&mut self, metric: Metric, dims: &Dims, value: f64) {
-        if !value.is_finite() {
+        if !value.is_finite() || self.detail == Detail::Off {
             return;
         }
-        let group = self.groups.entry(dims.clone()).or_default();
+        let dims = self.detail.dims(metric, dims);
+        let group = self.groups.entry(dims).or_default();
         match group
             .entry(metric)
             .or_insert_with(|| Entry::Values(Vec::new()))

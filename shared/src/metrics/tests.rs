@@ -444,3 +444,90 @@ fn a_directory_sync_reports_users_or_a_failure() {
     assert_eq!(failed["DirectorySyncFailures"], 1);
     assert!(failed.get("DirectoryUsers").is_none());
 }
+
+#[test]
+fn coarser_detail_sums_over_content_types_and_tenants_but_keeps_the_alarm_metrics() {
+    use crate::model::ContentType;
+    let a = "11111111-2222-3333-4444-555555555555";
+    let b = "66666666-7777-8888-9999-000000000000";
+    let record = |m: &mut Metrics| {
+        for (t, ct, n) in [
+            (a, ContentType::Exchange, 3),
+            (a, ContentType::SharePoint, 4),
+            (b, ContentType::Exchange, 5),
+        ] {
+            m.count(Metric::RecordsWritten, &Dims::feed(t, ct), n);
+            m.count(Metric::BlobsWritten, &Dims::feed(t, ct), 1);
+            m.observe(
+                Metric::IngestionLagSeconds,
+                &Dims::feed(t, ct),
+                f64::from(n as u32),
+            );
+        }
+        m.observe(Metric::CertificateDaysLeft, &Dims::tenant(a), 40.0);
+    };
+    let lines = |d: Detail| -> Vec<serde_json::Value> {
+        let mut m = Metrics::new("fetcher").with_detail(d);
+        record(&mut m);
+        m.lines(chrono::Utc::now())
+            .iter()
+            .map(|l| {
+                validate_line(l).unwrap();
+                serde_json::from_str(l).unwrap()
+            })
+            .collect()
+    };
+    let series = |ls: &[serde_json::Value],
+                  metric: &str|
+     -> Vec<(Option<String>, Option<String>, serde_json::Value)> {
+        ls.iter()
+            .filter(|l| l.get(metric).is_some())
+            .map(|l| {
+                (
+                    l["TenantId"].as_str().map(str::to_owned),
+                    l["ContentType"].as_str().map(str::to_owned),
+                    l[metric].clone(),
+                )
+            })
+            .collect()
+    };
+    for d in [Detail::Feed, Detail::Tenant, Detail::Deployment] {
+        let ls = lines(d);
+        // The "no records" alarms' metric is always per tenant and content type.
+        assert_eq!(series(&ls, "RecordsWritten").len(), 3, "{d:?}");
+        let certs = series(&ls, "CertificateDaysLeft");
+        assert_eq!(certs.len(), 1);
+        assert_eq!(
+            certs[0].0.as_deref(),
+            Some(a),
+            "{d:?}: the certificate alarm's metric keeps its tenant"
+        );
+    }
+    let feed = lines(Detail::Feed);
+    assert_eq!(series(&feed, "BlobsWritten").len(), 3);
+    let tenant = lines(Detail::Tenant);
+    let blobs = series(&tenant, "BlobsWritten");
+    assert_eq!(blobs.len(), 2, "one per tenant: {blobs:?}");
+    assert!(blobs.iter().all(|(_, ct, _)| ct.is_none()));
+    let of_a = blobs
+        .iter()
+        .find(|(t, _, _)| t.as_deref() == Some(a))
+        .unwrap();
+    assert_eq!(of_a.2, serde_json::json!(2), "summed over content types");
+    let deployment = lines(Detail::Deployment);
+    let blobs = series(&deployment, "BlobsWritten");
+    assert_eq!(blobs, vec![(None, None, serde_json::json!(3))]);
+    let lag = series(&deployment, "IngestionLagSeconds");
+    assert_eq!(lag.len(), 1);
+    assert_eq!(
+        lag[0].2.as_array().map(Vec::len),
+        Some(3),
+        "every observation kept"
+    );
+    let mut off = Metrics::new("fetcher").with_detail(Detail::Off);
+    record(&mut off);
+    assert!(off.is_empty() && off.lines(chrono::Utc::now()).is_empty());
+    assert_eq!(Detail::parse("tenant"), Some(Detail::Tenant));
+    assert_eq!(Detail::parse("off"), Some(Detail::Off));
+    assert_eq!(Detail::parse("everything"), None);
+}

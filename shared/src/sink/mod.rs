@@ -128,7 +128,7 @@ fn no_parts(key: &str) -> SinkError {
 pub const MIN_PART: usize = 5 * 1024 * 1024;
 
 /// Part size used by [`ObjectWriter`]: objects smaller than this are put in one request.
-pub const PART_SIZE: usize = 8 * 1024 * 1024;
+pub const PART_SIZE: usize = MIN_PART;
 
 /// Writes one object piece by piece with memory bounded by the part size: the first
 /// [`PART_SIZE`] bytes are held, and past that the object goes up as a multipart upload.
@@ -198,6 +198,13 @@ impl<'a, K: ObjectSink> ObjectWriter<'a, K> {
     /// # Errors
     /// [`SinkError`] of a part upload (the upload is left for [`ObjectWriter::abort`]).
     pub async fn write(&mut self, data: &[u8]) -> Result<(), SinkError> {
+        if self.sink.supports_parts() && self.buf.len() + data.len() > self.buf.capacity() {
+            // Grow to one part exactly (not by doubling past it): a part is the most held.
+            let want = (self.buf.len() + data.len())
+                .max(self.buf.capacity() * 2)
+                .min(self.part_size.max(self.buf.len() + data.len()));
+            self.buf.reserve_exact(want - self.buf.len());
+        }
         self.buf.extend_from_slice(data);
         self.bytes += data.len() as u64;
         if self.sink.supports_parts() {

@@ -33,6 +33,36 @@ use crate::model::{
 
 type Item = HashMap<String, AttributeValue>;
 
+/// Attempts of one call (each of which the SDK itself may retry a few times): throttling, 5xx
+/// and dropped connections are tried again with jittered backoff, so a busy table slows a
+/// tick down instead of failing it. A conditional write retried after a lost answer is safe:
+/// the ledger treats "already there" as claimed, a claim by the same blob as owned, and a
+/// cursor conflict as "re-read next tick".
+const CALL_RETRY: crate::retry::RetryPolicy = crate::retry::RetryPolicy {
+    max_attempts: 6,
+    base_delay: Duration::from_millis(50),
+    max_delay: Duration::from_secs(2),
+    deadline: None,
+};
+
+/// Sends a fluent request, retrying what may succeed later ([`CALL_RETRY`]).
+macro_rules! send_retrying {
+    ($req:expr) => {{
+        let req = $req;
+        let mut attempt: u32 = 1;
+        loop {
+            match req.clone().send().await {
+                Err(e) if CALL_RETRY.allows_another(attempt) && classify(&e).retryable => {
+                    tracing::warn!(attempt, error = %classify(&e).message, "DynamoDB call failed; retrying");
+                    tokio::time::sleep(CALL_RETRY.backoff(attempt - 1)).await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
 const TENANTS_PK: &str = "TENANTS";
 const CONDITIONAL_CHECK_FAILED: &str = "ConditionalCheckFailedException";
 const RECORD_SK: &str = "REC";
@@ -79,16 +109,15 @@ impl DynamoDbStore {
         pk: String,
         sk: String,
     ) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(pk))
-            .key("sk", AttributeValue::S(sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| self.err(operation, &e))?;
+        let out = send_retrying!(
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::S(sk))
+                .consistent_read(true)
+        )
+        .map_err(|e| self.err(operation, &e))?;
         Ok(out.item.filter(|i| !i.is_empty()))
     }
 
@@ -102,20 +131,21 @@ impl DynamoDbStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let res = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(record_pk(tenant, record_id)))
-            .item("sk", s(RECORD_SK))
-            .item("blob", s(content_id))
-            .item("expires_at", n(expires_at))
-            .condition_expression("attribute_not_exists(pk) OR #b = :blob OR expires_at <= :now")
-            .expression_attribute_names("#b", "blob")
-            .expression_attribute_values(":blob", s(content_id))
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
+        let res = send_retrying!(
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(record_pk(tenant, record_id)))
+                .item("sk", s(RECORD_SK))
+                .item("blob", s(content_id))
+                .item("expires_at", n(expires_at))
+                .condition_expression(
+                    "attribute_not_exists(pk) OR #b = :blob OR expires_at <= :now"
+                )
+                .expression_attribute_names("#b", "blob")
+                .expression_attribute_values(":blob", s(content_id))
+                .expression_attribute_values(":now", n(now))
+        );
         match res {
             Ok(_) => Ok(true),
             Err(e) if e.code() == Some(CONDITIONAL_CHECK_FAILED) => Ok(false),
@@ -355,17 +385,17 @@ impl StateStore for DynamoDbStore {
             message: format!("tenant {} cannot be encoded: {e}", tenant.id),
             retryable: false,
         })?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(TENANTS_PK))
-            .item("sk", s(tenant_pk(&tenant.id)))
-            .item("tenant_id", s(tenant.id.as_str()))
-            .item("enabled", AttributeValue::Bool(tenant.enabled))
-            .item("tenant", s(json))
-            .send()
-            .await
-            .map_err(|e| self.err("put_tenant", &e))?;
+        send_retrying!(
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(TENANTS_PK))
+                .item("sk", s(tenant_pk(&tenant.id)))
+                .item("tenant_id", s(tenant.id.as_str()))
+                .item("enabled", AttributeValue::Bool(tenant.enabled))
+                .item("tenant", s(json))
+        )
+        .map_err(|e| self.err("put_tenant", &e))?;
         Ok(())
     }
 
@@ -373,17 +403,16 @@ impl StateStore for DynamoDbStore {
         let mut tenants = Vec::new();
         let mut start: Option<Item> = None;
         loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(TENANTS_PK))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.err("list_tenants", &e))?;
+            let out = send_retrying!(
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", s(TENANTS_PK))
+                    .consistent_read(true)
+                    .set_exclusive_start_key(start.take())
+            )
+            .map_err(|e| self.err("list_tenants", &e))?;
             for item in out.items() {
                 let sk = get_s(item, "sk").unwrap_or("?");
                 let what = format!("tenant item {sk}");
@@ -402,16 +431,15 @@ impl StateStore for DynamoDbStore {
     }
 
     async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .key("pk", s(TENANTS_PK))
-            .key("sk", s(tenant_pk(id)))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| self.err("delete_tenant", &e))?;
+        let out = send_retrying!(
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", s(TENANTS_PK))
+                .key("sk", s(tenant_pk(id)))
+                .return_values(ReturnValue::AllOld)
+        )
+        .map_err(|e| self.err("delete_tenant", &e))?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 
@@ -468,7 +496,7 @@ impl StateStore for DynamoDbStore {
                 .expression_attribute_names("#v", "version")
                 .expression_attribute_values(":expected", n(v)),
         };
-        match req.send().await {
+        match send_retrying!(req) {
             Ok(_) => Ok(version),
             Err(e) if e.code() == Some(CONDITIONAL_CHECK_FAILED) => Err(StoreError::Conflict {
                 what: format!("cursor {tenant}/{content_type}"),
@@ -494,18 +522,17 @@ impl StateStore for DynamoDbStore {
         let what = format!("ledger entry {tenant}/{}", blob.content_id);
         // An item past its TTL counts as absent: the condition lets the claim overwrite it.
         for _ in 0..3 {
-            let res = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(ledger_item(tenant, blob, &entry)))
-                .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
-                .expression_attribute_values(":now", n(now.timestamp()))
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                )
-                .send()
-                .await;
+            let res = send_retrying!(
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(ledger_item(tenant, blob, &entry)))
+                    .condition_expression("attribute_not_exists(pk) OR expires_at <= :now")
+                    .expression_attribute_values(":now", n(now.timestamp()))
+                    .return_values_on_condition_check_failure(
+                        ReturnValuesOnConditionCheckFailure::AllOld,
+                    )
+            );
             let err = match res {
                 Ok(_) => return Ok(Claim::New),
                 Err(e) => e,
@@ -560,7 +587,7 @@ impl StateStore for DynamoDbStore {
                 .expression_attribute_values(":done", s(BlobState::Done.as_str()))
                 .expression_attribute_values(":now", n(entry.updated_at.timestamp()));
         }
-        match req.send().await {
+        match send_retrying!(req) {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some(CONDITIONAL_CHECK_FAILED) => {
                 tracing::debug!(
@@ -639,17 +666,17 @@ impl StateStore for DynamoDbStore {
         tenant: &TenantId,
         sync: &DirectorySync,
     ) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(tenant_pk(tenant)))
-            .item("sk", s(DIRECTORY_SK))
-            .item("delta_link", s(sync.delta_link.clone()))
-            .item("synced_at", s(time(sync.synced_at)))
-            .item("users", n(sync.users))
-            .send()
-            .await
-            .map_err(|e| self.err("save_directory_sync", &e))?;
+        send_retrying!(
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(tenant_pk(tenant)))
+                .item("sk", s(DIRECTORY_SK))
+                .item("delta_link", s(sync.delta_link.clone()))
+                .item("synced_at", s(time(sync.synced_at)))
+                .item("users", n(sync.users))
+        )
+        .map_err(|e| self.err("save_directory_sync", &e))?;
         Ok(())
     }
 }

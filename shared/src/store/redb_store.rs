@@ -108,6 +108,9 @@ fn record_key(tenant: &TenantId, record_id: &str) -> String {
     format!("{tenant}\u{1f}{record_id}")
 }
 
+/// Page cache of the database file.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
 impl RedbStore {
     /// Opens (or creates) the store file at `path`, creating its parent folder if needed (on
     /// tokio's blocking pool).
@@ -129,7 +132,12 @@ impl RedbStore {
                 retryable: false,
             })?;
         }
-        let db = Database::create(&path).map_err(|e| backend("open", &path, e))?;
+        // redb caches up to 1 GiB by default: a long local run would grow to that. 4 MiB keeps
+        // the working set (cursors, ledger, recent record claims) hot.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| backend("open", &path, e))?;
         let txn = db.begin_write().map_err(|e| backend("open", &path, e))?;
         for table in [TENANTS, CURSORS, LEDGER, RECORDS, DIRECTORY] {
             txn.open_table(table)

@@ -14,7 +14,7 @@
 // A benchmark harness: a panic is the failure report.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ struct Args {
     records_per_blob: u32,
     hours: i64,
     idle_ticks: u32,
+    cross_blob_dedupe: bool,
+    metrics_detail: String,
+    throttle_rate: f64,
 }
 
 fn args() -> Args {
@@ -42,6 +45,9 @@ fn args() -> Args {
         records_per_blob: 100,
         hours: 24,
         idle_ticks: 3,
+        cross_blob_dedupe: true,
+        metrics_detail: "tenant".into(),
+        throttle_rate: 0.0,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -56,9 +62,20 @@ fn args() -> Args {
             "--records-per-blob" => a.records_per_blob = num(&v) as u32,
             "--hours" => a.hours = num(&v) as i64,
             "--idle-ticks" => a.idle_ticks = num(&v) as u32,
+            "--metrics-detail" => a.metrics_detail = v.clone(),
+            "--throttle-rate" => {
+                a.throttle_rate = v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("--throttle-rate needs a number, got `{v}`"))
+            }
+            "--no-cross-blob-dedupe" => {
+                a.cross_blob_dedupe = false;
+                i += 1;
+                continue;
+            }
             "-h" | "--help" => {
                 println!(
-                    "bench-lambda [--records-per-hour N (per content type, 400)] [--records-per-blob N (100)] [--hours H (24)] [--idle-ticks N (3)]"
+                    "bench-lambda [--records-per-hour N (per content type, 400)] [--records-per-blob N (100)] [--hours H (24)] [--idle-ticks N (3)] [--no-cross-blob-dedupe] [--metrics-detail feed|tenant|deployment] [--throttle-rate R (AF429 on listings and blobs, 0)]"
                 );
                 std::process::exit(0);
             }
@@ -69,67 +86,15 @@ fn args() -> Args {
     a
 }
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 /// The release bootstrap of `name` if built, else the release binary, else the debug one.
 fn binary(name: &str) -> (PathBuf, &'static str) {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    for (p, kind) in [
-        (
-            target.join("lambda").join(name).join("bootstrap"),
-            "release bootstrap (cargo lambda)",
+    match integration_tests::runtime::preferred_binary(name) {
+        Some((p, "debug")) => (p, "DEBUG build: durations not representative"),
+        Some(found) => found,
+        None => panic!(
+            "no binary for {name}: run `bash scripts/lambda-build.sh` or `cargo build --bins`"
         ),
-        (target.join("release").join(name), "release"),
-        (
-            target.join("debug").join(name),
-            "DEBUG build: durations not representative",
-        ),
-    ] {
-        if p.exists() {
-            return (p, kind);
-        }
     }
-    panic!("no binary for {name}: run `bash scripts/lambda-build.sh` or `cargo build --bins`");
-}
-
-/// A moto server: `MOTO_ENDPOINT`, or one started here from `.venv` (returned, killed and
-/// waited for at the end of `main`).
-#[allow(clippy::zombie_processes)]
-fn moto() -> (String, Option<std::process::Child>) {
-    if let Ok(u) = std::env::var("MOTO_ENDPOINT")
-        && !u.trim().is_empty()
-    {
-        return (u.trim().trim_end_matches('/').to_owned(), None);
-    }
-    let server = root().join(".venv/bin/moto_server");
-    assert!(
-        server.exists(),
-        "{} is missing: run `bash scripts/test.sh` once (it makes .venv), or export MOTO_ENDPOINT",
-        server.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let child = std::process::Command::new(server)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..150 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            std::thread::sleep(Duration::from_millis(300));
-            return (url, Some(child));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("moto_server did not start on {url}");
 }
 
 fn scenario(a: &Args) -> o365_emulator::Scenario {
@@ -162,7 +127,16 @@ consented_tenants = ["{IDLE_TENANT}"]
 secrets = [{{ value = "{SECRET}" }}]
 manage_roles = ["ActivityFeed.Read", "ActivityFeed.ReadDlp"]
 graph_roles = ["User.Read.All"]
+{throttle}
 "#,
+        throttle = if a.throttle_rate > 0.0 {
+            format!(
+                "[[fault]]\nkind = \"af429\"\nendpoints = [\"content\", \"blob\"]\nrate = {}\n",
+                a.throttle_rate
+            )
+        } else {
+            String::new()
+        },
         hours = a.hours,
         blob = a.records_per_blob,
         dlp = (rate / 10).max(1),
@@ -256,7 +230,7 @@ fn per(n: u64, d: u64) -> f64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
-    let (moto_url, mut moto_child) = moto();
+    let (moto_url, moto_server) = integration_tests::moto::MotoServer::from_env_or_start();
     let proxy = CountingProxy::start(&moto_url).await;
     let stack = Stack::create_at(&moto_url, 5).await;
     let idle_stack = Stack::create_at(&moto_url, 5).await;
@@ -277,7 +251,13 @@ async fn main() {
         .put_tenant(&tenant(IDLE_TENANT, &emu.base_url(), &secret))
         .await
         .expect("idle tenant");
-    let overrides = [("AWS_ENDPOINT_URL", proxy.url()), ("RUST_LOG", "warn")];
+    let dedupe = if a.cross_blob_dedupe { "true" } else { "false" };
+    let overrides = [
+        ("AWS_ENDPOINT_URL", proxy.url()),
+        ("RUST_LOG", "warn"),
+        ("CROSS_BLOB_DEDUPE", dedupe),
+        ("METRICS_DETAIL", a.metrics_detail.as_str()),
+    ];
     let env = stack.function_env(&overrides);
     let scheduled: Value =
         serde_json::from_str(include_str!("../../../events/lister/scheduled.json")).expect("event");
@@ -323,6 +303,11 @@ async fn main() {
     fetcher_f.peak_rss_kib = fetcher.peak_rss_kib();
     fetcher_f.requests = proxy.take();
     let collect_secs = started.elapsed().as_secs_f64();
+    let collect_cpu = [&subs, &lister, &fetcher]
+        .iter()
+        .filter_map(|p| p.cpu_seconds())
+        .sum::<f64>();
+    let microsoft = emu.request_summary();
 
     // Idle: ticks with nothing new (the re-list band still re-lists the last 30 minutes).
     let mut tick_f = Figures {
@@ -346,16 +331,32 @@ async fn main() {
     idle_f.peak_rss_kib = idle_lister.peak_rss_kib();
 
     // Directory sync, when the function exists.
-    let users = if binary_exists("users-sync") {
+    let (users, users_proc) = if binary_exists("users-sync") {
         let (mut us, mut us_f) = spawn("users-sync", &env).await;
         proxy.take();
         invoke(&mut us, &mut us_f, scheduled.clone()).await;
         us_f.peak_rss_kib = us.peak_rss_kib();
         us_f.requests = proxy.take();
-        Some(us_f)
+        (Some(us_f), Some(us))
     } else {
-        None
+        (None, None)
     };
+
+    let mut active_series = BTreeSet::new();
+    for p in [&subs, &lister, &fetcher] {
+        emf_series(&p.stdout_lines(), &mut active_series);
+    }
+    if let Some(u) = &users_proc {
+        emf_series(&u.stdout_lines(), &mut active_series);
+    }
+    let s3_bytes: f64 = fetcher
+        .stdout_lines()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["BytesWritten"].as_f64())
+        .sum();
+    let mut idle_series = BTreeSet::new();
+    emf_series(&idle_lister.stdout_lines(), &mut idle_series);
 
     let truth = emu.truth();
     let blobs = truth
@@ -370,8 +371,27 @@ async fn main() {
 
     println!("# bench-lambda");
     println!(
-        "tenant: {} h of 5 content types, {} records/h per content type (DLP.All a tenth), {} records/blob; {blobs} blobs, {records} records; {jobs} jobs enqueued; {batches} fetcher batches ({messages} messages); collected in {collect_secs:.1} s",
+        "tenant: {} h of 5 content types, {} records/h per content type (DLP.All a tenth), {} records/blob; {blobs} blobs, {records} records; {jobs} jobs enqueued; {batches} fetcher batches ({messages} messages); CROSS_BLOB_DEDUPE={dedupe}; collected in {collect_secs:.1} s",
         a.hours, a.records_per_hour, a.records_per_blob
+    );
+    let throttled: u64 = microsoft
+        .by_endpoint_status
+        .iter()
+        .filter(|(k, _)| k.ends_with(" 403") || k.ends_with(" 429"))
+        .map(|(_, n)| *n)
+        .sum();
+    println!(
+        "collection (subscriptions + backfill listing + fetch): {:.1} blobs/s, {:.0} records/s, {collect_cpu:.2} CPU s in the function processes; Microsoft API calls {} ({:.2} per blob, {throttled} throttled answers), AF429 rate {}",
+        per(blobs, 1) / collect_secs,
+        per(records, 1) / collect_secs,
+        microsoft.total,
+        per(microsoft.total, blobs),
+        a.throttle_rate
+    );
+    println!(
+        "S3 bytes written (gzip: raw archive + OCSF events): {:.0} per record, {:.0} per blob",
+        s3_bytes / per(records, 1).max(1.0),
+        s3_bytes / per(blobs, 1).max(1.0)
     );
     println!();
     println!(
@@ -427,6 +447,16 @@ async fn main() {
         per(batches * 2000, records)
     );
     println!();
+    println!(
+        "## CloudWatch custom metrics (METRICS_DETAIL={}): {} series for the active tenant (all functions), {} for the idle tenant (lister only)",
+        a.metrics_detail,
+        active_series.len(),
+        idle_series.len()
+    );
+    for (name, dims) in &active_series {
+        println!("- {name} [{dims}]");
+    }
+    println!();
     println!("## Idle (per lister tick)");
     println!("| tenant | request | per tick |");
     println!("|---|---|---:|");
@@ -443,22 +473,38 @@ async fn main() {
     drop(lister);
     drop(idle_lister);
     drop(subs);
-    if let Some(c) = moto_child.as_mut() {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
+    drop(moto_server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Adds the (metric, dimension names) series of the EMF lines among `lines`.
+fn emf_series(lines: &[String], into: &mut BTreeSet<(String, String)>) {
+    for l in lines {
+        let Ok(v) = serde_json::from_str::<Value>(l) else {
+            continue;
+        };
+        for d in v["_aws"]["CloudWatchMetrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let dims: Vec<String> = d["Dimensions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|set| set.as_array().into_iter().flatten())
+                .filter_map(|k| k.as_str())
+                .map(|k| format!("{k}={}", v[k].as_str().unwrap_or("")))
+                .collect();
+            for m in d["Metrics"].as_array().into_iter().flatten() {
+                if let Some(name) = m["Name"].as_str() {
+                    into.insert((name.to_owned(), dims.join(",")));
+                }
+            }
+        }
+    }
+}
+
 fn binary_exists(name: &str) -> bool {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"));
-    [
-        target.join("lambda").join(name).join("bootstrap"),
-        target.join("release").join(name),
-        target.join("debug").join(name),
-    ]
-    .iter()
-    .any(|p| p.exists())
+    integration_tests::runtime::preferred_binary(name).is_some()
 }
