@@ -13,7 +13,7 @@ export PATH="$PWD/$VENV/bin:$PATH"
 start=$(date +%s)
 cargo lambda build --release --bin lister --bin fetcher --bin subscriptions --bin users-sync "$@"
 for f in lister fetcher subscriptions users-sync; do
-  b="target/lambda/$f/bootstrap"
+  b="${CARGO_TARGET_DIR:-target}/lambda/$f/bootstrap"
   [ -x "$b" ] || { echo "missing $b" >&2; exit 1; }
   printf '%-14s %s bytes\n' "$f" "$(stat -c %s "$b")"
 done
