@@ -16,31 +16,6 @@ fn scheduled_event() -> Value {
     serde_json::from_str(include_str!("../../events/lister/scheduled.json")).expect("event")
 }
 
-/// Feeds the queue to the fetcher until it is empty, as the SQS event source mapping would.
-async fn drain(stack: &Stack, fetcher: &mut LambdaProcess) -> (u32, usize) {
-    let mut invocations = 0;
-    let mut retried = 0;
-    let mut empty_polls = 0;
-    while empty_polls < 2 {
-        let (event, handles) = stack
-            .receive_event(&stack.queue_url, Duration::from_secs(1))
-            .await;
-        if handles.is_empty() {
-            empty_polls += 1;
-            continue;
-        }
-        empty_polls = 0;
-        let response = fetcher
-            .invoke(event, Duration::from_secs(120))
-            .await
-            .unwrap_or_else(|e| panic!("fetcher failed: {e:?}\n{}", fetcher.logs()));
-        retried += stack.settle(&stack.queue_url, &handles, &response).await;
-        invocations += 1;
-        assert!(invocations < 500, "the queue never drains");
-    }
-    (invocations, retried)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_record_lands_in_s3_exactly_once_through_the_lambda_binaries() {
     let stack = Stack::create(20).await;
@@ -49,27 +24,8 @@ async fn every_record_lands_in_s3_exactly_once_through_the_lambda_binaries() {
         .expect("emulator");
 
     // Tenant A: certificate (PEM file); tenant B: client secret in Secrets Manager.
-    let dir = std::env::temp_dir().join(format!("o365-e2e-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pem_file = dir.join("tenant-a.pem");
-    std::fs::write(&pem_file, &cert().pem).unwrap();
-    let arn = aws_sdk_secretsmanager::Client::new(&stack.conf)
-        .create_secret()
-        .name(format!("o365-collector/{}", uuid::Uuid::new_v4()))
-        .secret_string(SECRET)
-        .send()
-        .await
-        .expect("create secret")
-        .arn
-        .expect("arn");
+    let dir = deploy_tenants(&stack, &emu).await;
     let store = stack.store();
-    for t in tenants(
-        &emu,
-        &pem_file.display().to_string(),
-        SecretRef::SecretsManager(arn),
-    ) {
-        store.put_tenant(&t).await.expect("put tenant");
-    }
 
     let env = stack.function_env(&[("RELIST_BAND_MINUTES", "60"), ("FETCHER_MAX_RECEIVES", "8")]);
     let mut lister = LambdaProcess::spawn("lister", &env).await;

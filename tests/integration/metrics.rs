@@ -11,7 +11,6 @@ use integration_tests::runtime::LambdaProcess;
 use integration_tests::stack::Stack;
 use serde_json::Value;
 use shared::metrics::validate_line;
-use shared::model::SecretRef;
 use shared::store::StateStore;
 
 use crate::support::*;
@@ -67,27 +66,8 @@ async fn emf_lines_validate_and_add_up_to_what_s3_and_the_emulator_saw() {
     let emu = o365_emulator::Emulator::start(scenario(""))
         .await
         .expect("emulator");
-    let dir = std::env::temp_dir().join(format!("o365-metrics-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pem_file = dir.join("tenant-a.pem");
-    std::fs::write(&pem_file, &cert().pem).unwrap();
-    let arn = aws_sdk_secretsmanager::Client::new(&stack.conf)
-        .create_secret()
-        .name(format!("o365-collector/{}", uuid::Uuid::new_v4()))
-        .secret_string(SECRET)
-        .send()
-        .await
-        .expect("create secret")
-        .arn
-        .expect("arn");
+    let dir = deploy_tenants(&stack, &emu).await;
     let store = stack.store();
-    for t in tenants(
-        &emu,
-        &pem_file.display().to_string(),
-        SecretRef::SecretsManager(arn),
-    ) {
-        store.put_tenant(&t).await.expect("put tenant");
-    }
     // Per tenant and content type, so every sum below can be checked feed by feed.
     let env = stack.function_env(&[
         ("RELIST_BAND_MINUTES", "60"),
@@ -101,25 +81,7 @@ async fn emf_lines_validate_and_add_up_to_what_s3_and_the_emulator_saw() {
         .invoke(scheduled_event(), Duration::from_secs(300))
         .await
         .unwrap_or_else(|e| panic!("lister failed: {e:?}\n{}", lister.logs()));
-    let mut fetcher_invocations = 0;
-    let mut empty_polls = 0;
-    while empty_polls < 2 {
-        let (event, handles) = stack
-            .receive_event(&stack.queue_url, Duration::from_secs(1))
-            .await;
-        if handles.is_empty() {
-            empty_polls += 1;
-            continue;
-        }
-        empty_polls = 0;
-        let response = fetcher
-            .invoke(event, Duration::from_secs(120))
-            .await
-            .unwrap_or_else(|e| panic!("fetcher failed: {e:?}\n{}", fetcher.logs()));
-        stack.settle(&stack.queue_url, &handles, &response).await;
-        fetcher_invocations += 1;
-        assert!(fetcher_invocations < 500, "the queue never drains");
-    }
+    let (fetcher_invocations, _) = drain(&stack, &mut fetcher).await;
 
     let lister_lines = emf_lines(&lister).await;
     let fetcher_lines = emf_lines(&fetcher).await;
@@ -210,7 +172,7 @@ async fn emf_lines_validate_and_add_up_to_what_s3_and_the_emulator_saw() {
     assert_eq!(l.len(), 1, "{}", lister.logs());
     assert!(l[0]["fields"]["duration_ms"].is_u64() && l[0]["fields"]["jobs"].is_u64());
     let f = summaries(&fetcher, "fetcher invocation done");
-    assert_eq!(f.len(), fetcher_invocations);
+    assert_eq!(f.len(), fetcher_invocations as usize);
     let records: u64 = f
         .iter()
         .map(|s| s["fields"]["records"].as_u64().unwrap_or(0))

@@ -7,8 +7,6 @@ use std::time::Duration;
 use integration_tests::runtime::{LambdaProcess, function_binary};
 use integration_tests::stack::Stack;
 use serde_json::Value;
-use shared::model::SecretRef;
-use shared::store::StateStore;
 
 use crate::support::*;
 
@@ -116,27 +114,7 @@ every = 7
     ))
     .await
     .expect("emulator");
-    let dir = std::env::temp_dir().join(format!("o365-nosecrets-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pem_file = dir.join("tenant-a.pem");
-    std::fs::write(&pem_file, &cert().pem).unwrap();
-    let arn = aws_sdk_secretsmanager::Client::new(&stack.conf)
-        .create_secret()
-        .name(format!("o365-collector/{}", uuid::Uuid::new_v4()))
-        .secret_string(SECRET)
-        .send()
-        .await
-        .expect("create secret")
-        .arn
-        .expect("arn");
-    let store = stack.store();
-    for t in tenants(
-        &emu,
-        &pem_file.display().to_string(),
-        SecretRef::SecretsManager(arn),
-    ) {
-        store.put_tenant(&t).await.expect("put tenant");
-    }
+    let dir = deploy_tenants(&stack, &emu).await;
     let env = stack.function_env(&[("RUST_LOG", "trace")]);
     let event: Value =
         serde_json::from_str(include_str!("../../events/lister/scheduled.json")).unwrap();
@@ -147,24 +125,7 @@ every = 7
         .invoke(event.clone(), Duration::from_secs(300))
         .await
         .unwrap_or_else(|e| panic!("lister failed: {e:?}"));
-    let mut empty = 0;
-    let mut batches = 0;
-    while empty < 2 && batches < 200 {
-        let (ev, handles) = stack
-            .receive_event(&stack.queue_url, Duration::from_secs(1))
-            .await;
-        if handles.is_empty() {
-            empty += 1;
-            continue;
-        }
-        empty = 0;
-        batches += 1;
-        let response = fetcher
-            .invoke(ev, Duration::from_secs(120))
-            .await
-            .unwrap_or_else(|e| panic!("fetcher failed: {e:?}"));
-        stack.settle(&stack.queue_url, &handles, &response).await;
-    }
+    let (batches, _) = drain(&stack, &mut fetcher).await;
     assert!(batches > 0, "nothing was fetched");
     let mut all = vec![("lister", lister.logs()), ("fetcher", fetcher.logs())];
     let mut users = LambdaProcess::spawn("users-sync", &env).await;

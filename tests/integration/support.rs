@@ -287,3 +287,64 @@ pub fn check_ocsf(content_type: &str, e: &Value) {
         );
     }
 }
+
+/// Feeds the queue to the fetcher until it is empty, as the SQS event source mapping would
+/// (batches of up to 10; failed items visible again at once). Returns the fetcher invocations
+/// and the items left for a retry.
+pub async fn drain(
+    stack: &integration_tests::stack::Stack,
+    fetcher: &mut integration_tests::runtime::LambdaProcess,
+) -> (u32, usize) {
+    let mut invocations = 0;
+    let mut retried = 0;
+    let mut empty_polls = 0;
+    while empty_polls < 2 {
+        let (event, handles) = stack
+            .receive_event(&stack.queue_url, std::time::Duration::from_secs(1))
+            .await;
+        if handles.is_empty() {
+            empty_polls += 1;
+            continue;
+        }
+        empty_polls = 0;
+        let response = fetcher
+            .invoke(event, std::time::Duration::from_secs(120))
+            .await
+            .unwrap_or_else(|e| panic!("fetcher failed: {e:?}\n{}", fetcher.logs()));
+        retried += stack.settle(&stack.queue_url, &handles, &response).await;
+        invocations += 1;
+        assert!(invocations < 500, "the queue never drains");
+    }
+    (invocations, retried)
+}
+
+/// Puts the two tenants of [`tenants`] into the stack's table: tenant A's certificate PEM in a
+/// file of a new temporary folder (returned), tenant B's client secret in Secrets Manager.
+pub async fn deploy_tenants(
+    stack: &integration_tests::stack::Stack,
+    emu: &Emulator,
+) -> std::path::PathBuf {
+    use shared::store::StateStore;
+    let dir = std::env::temp_dir().join(format!("o365-it-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let pem_file = dir.join("tenant-a.pem");
+    std::fs::write(&pem_file, &cert().pem).expect("pem file");
+    let arn = aws_sdk_secretsmanager::Client::new(&stack.conf)
+        .create_secret()
+        .name(format!("o365-collector/{}", uuid::Uuid::new_v4()))
+        .secret_string(SECRET)
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("arn");
+    let store = stack.store();
+    for t in tenants(
+        emu,
+        &pem_file.display().to_string(),
+        shared::model::SecretRef::SecretsManager(arn),
+    ) {
+        store.put_tenant(&t).await.expect("put tenant");
+    }
+    dir
+}

@@ -9,7 +9,7 @@ use integration_tests::stack::Stack;
 use o365_emulator::Emulator;
 use serde_json::Value;
 use shared::app::directory::{SnapshotRead, read_snapshot};
-use shared::model::{DirectoryUser, SecretRef, TenantId};
+use shared::model::{DirectoryUser, TenantId};
 use shared::store::StateStore;
 
 use crate::support::*;
@@ -70,29 +70,6 @@ async fn sync(f: &mut LambdaProcess) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// Feeds the queue to the fetcher until it is empty, as the SQS event source mapping would.
-async fn drain(stack: &Stack, fetcher: &mut LambdaProcess) {
-    let mut empty_polls = 0;
-    let mut invocations = 0;
-    while empty_polls < 2 {
-        let (event, handles) = stack
-            .receive_event(&stack.queue_url, Duration::from_secs(1))
-            .await;
-        if handles.is_empty() {
-            empty_polls += 1;
-            continue;
-        }
-        empty_polls = 0;
-        let response = fetcher
-            .invoke(event, Duration::from_secs(120))
-            .await
-            .unwrap_or_else(|e| panic!("fetcher failed: {e:?}\n{}", fetcher.logs()));
-        stack.settle(&stack.queue_url, &handles, &response).await;
-        invocations += 1;
-        assert!(invocations < 500, "the queue never drains");
-    }
-}
-
 fn new_user(id: &str) -> o365_emulator::DirectoryUser {
     o365_emulator::DirectoryUser {
         id: id.into(),
@@ -125,27 +102,8 @@ async fn users_sync_keeps_the_directory_snapshot_exact_through_delta_and_410_and
     }
     let emu = Emulator::start(sc).await.expect("emulator");
 
-    let dir = std::env::temp_dir().join(format!("o365-users-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pem_file = dir.join("tenant-a.pem");
-    std::fs::write(&pem_file, &cert().pem).unwrap();
-    let arn = aws_sdk_secretsmanager::Client::new(&stack.conf)
-        .create_secret()
-        .name(format!("o365-collector/{}", uuid::Uuid::new_v4()))
-        .secret_string(SECRET)
-        .send()
-        .await
-        .expect("create secret")
-        .arn
-        .expect("arn");
+    let dir = deploy_tenants(&stack, &emu).await;
     let store = stack.store();
-    for t in tenants(
-        &emu,
-        &pem_file.display().to_string(),
-        SecretRef::SecretsManager(arn),
-    ) {
-        store.put_tenant(&t).await.expect("put tenant");
-    }
     let tenant_a = TenantId::parse(TENANT_CERT).unwrap();
     let env = stack.function_env(&[]);
     let mut users_sync = LambdaProcess::spawn("users-sync", &env).await;

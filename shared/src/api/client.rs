@@ -756,20 +756,26 @@ fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
             return (code.map(|c| truncate(c.trim(), 300)), first_line(&message));
         }
     }
+    (None, body_excerpt(body))
+}
+
+/// A body that is not the expected JSON, for an error message: its first 200 characters on one
+/// line, or `(empty body)`.
+pub(crate) fn body_excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    (
-        None,
-        if one_line.is_empty() {
-            "(empty body)".into()
-        } else {
-            truncate(&one_line, 200)
-        },
-    )
+    if one_line.is_empty() {
+        "(empty body)".into()
+    } else {
+        truncate(&one_line, 200)
+    }
 }
 
 /// Reads at most `max` bytes of a body.
-async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     loop {
         match response.chunk().await {

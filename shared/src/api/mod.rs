@@ -18,7 +18,7 @@
 //! - every error has a class ([`ErrorClass`]) and a fix.
 
 mod body;
-mod client;
+pub(crate) mod client;
 mod error;
 mod uri;
 

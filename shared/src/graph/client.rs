@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::{DeltaRound, DirectoryApi, GraphError, GraphStats, SELECT, UserChange, UserPatch};
+use crate::api::client::{body_excerpt, read_limited};
 use crate::auth::{Audience, TokenProvider, transport_message, truncate};
 use crate::model::Tenant;
 use crate::retry::{RetryPolicy, parse_retry_after};
@@ -487,36 +488,5 @@ fn parse_error_body(body: &[u8]) -> (Option<String>, String) {
             return (code, message);
         }
     }
-    let text = String::from_utf8_lossy(body);
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    (
-        None,
-        if one_line.is_empty() {
-            "(empty body)".into()
-        } else {
-            truncate(&one_line, 200)
-        },
-    )
-}
-
-/// Reads at most `max` bytes of a body.
-async fn read_limited(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                if out.len() + chunk.len() > max {
-                    return Err(format!("the answer is larger than {max} bytes"));
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(out),
-            Err(e) => {
-                return Err(format!(
-                    "reading the answer failed ({})",
-                    transport_message(&e)
-                ));
-            }
-        }
-    }
+    (None, body_excerpt(body))
 }
