@@ -424,7 +424,11 @@ fn parse_run(stdout: &str) -> RunResult {
         if let Some(n) = number_after(t, "fetch retries ") {
             r.retries = n as u64;
         }
-        if t.starts_with("FEED FAILED") || t.starts_with("TENANT FAILED") || t.starts_with("DEAD-")
+        if t.starts_with("FEED FAILED")
+            || t.starts_with("TENANT FAILED")
+            || t.starts_with("SWEEP FAILED")
+            || t.starts_with("FAILED ")
+            || t.starts_with("DEAD-")
         {
             r.failed = true;
         }

@@ -174,7 +174,7 @@ client_secret_file = "demo-client-secret.txt"
     let report = run_once(store, sink, apis, Arc::new(SystemClock), &settings)
         .await
         .map_err(|e| e.to_string())?;
-    crate::local::print_report(&report);
+    crate::run::print_report(&report);
 
     let summary = emu.request_summary();
     let refused: u64 = summary

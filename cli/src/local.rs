@@ -1,24 +1,15 @@
-//! `run`: the lister and fetchers in one process, with local or AWS storage.
+//! The stores and sinks a local run (and `tenants`, `status`, `redrive`, `backfill`) can use:
+//! a redb file or a deployment's DynamoDB table; a folder or an S3 bucket.
 
 use std::path::Path;
-use std::process::ExitCode;
-use std::sync::Arc;
 
 use bytes::Bytes;
-use shared::api::http_client;
-use shared::app::SystemClock;
-use shared::app::clients::TenantClients;
-use shared::app::local::{LocalReport, LocalSettings, run_once_with_progress};
-
-use crate::progress::{BarSlot, RunProgress};
-use shared::config::LocalConfig;
 use shared::model::{
-    ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, Tenant, TenantId, Versioned,
+    ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, LedgerItem, Tenant, TenantId,
+    Versioned,
 };
-use shared::retry::RetryPolicy;
-use shared::secrets::AwsSecrets;
 use shared::sink::{FolderSink, ObjectMeta, ObjectSink, S3Sink, SinkError};
-use shared::store::{Claim, DynamoDbStore, RedbStore, StateStore, StoreError};
+use shared::store::{Claim, DynamoDbStore, RecordClaim, RedbStore, StateStore, StoreError};
 
 /// Where tenants are stored: a local state file or the deployed table.
 #[derive(Debug, clap::Args)]
@@ -137,10 +128,54 @@ impl StateStore for AnyStore {
         t: &TenantId,
         blob: &ContentBlob,
         entry: &LedgerEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         match self {
             AnyStore::Redb(s) => s.set_blob_state(t, blob, entry).await,
             AnyStore::Dynamo(s) => s.set_blob_state(t, blob, entry).await,
+        }
+    }
+    async fn due_entries(
+        &self,
+        t: &TenantId,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> Result<Vec<LedgerItem>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.due_entries(t, now, limit).await,
+            AnyStore::Dynamo(s) => s.due_entries(t, now, limit).await,
+        }
+    }
+    async fn ledger(
+        &self,
+        t: &TenantId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<LedgerItem>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.ledger(t, now).await,
+            AnyStore::Dynamo(s) => s.ledger(t, now).await,
+        }
+    }
+    async fn seen(
+        &self,
+        t: &TenantId,
+        ct: ContentType,
+        hour: chrono::DateTime<chrono::Utc>,
+    ) -> Result<std::collections::HashSet<u64>, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.seen(t, ct, hour).await,
+            AnyStore::Dynamo(s) => s.seen(t, ct, hour).await,
+        }
+    }
+    async fn add_seen(
+        &self,
+        t: &TenantId,
+        ct: ContentType,
+        hour: chrono::DateTime<chrono::Utc>,
+        digests: &[u64],
+    ) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.add_seen(t, ct, hour, digests).await,
+            AnyStore::Dynamo(s) => s.add_seen(t, ct, hour, digests).await,
         }
     }
     async fn blob_entry(
@@ -161,7 +196,7 @@ impl StateStore for AnyStore {
         record_ids: &[String],
         expires_at: chrono::DateTime<chrono::Utc>,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<Vec<RecordClaim>, StoreError> {
         match self {
             AnyStore::Redb(s) => {
                 s.claim_records(t, content_id, record_ids, expires_at, now)
@@ -171,6 +206,19 @@ impl StateStore for AnyStore {
                 s.claim_records(t, content_id, record_ids, expires_at, now)
                     .await
             }
+        }
+    }
+    async fn take_over_record(
+        &self,
+        t: &TenantId,
+        record_id: &str,
+        from: &str,
+        to: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.take_over_record(t, record_id, from, to, expires_at).await,
+            AnyStore::Dynamo(s) => s.take_over_record(t, record_id, from, to, expires_at).await,
         }
     }
     async fn load_directory_sync(&self, t: &TenantId) -> Result<Option<DirectorySync>, StoreError> {
@@ -277,112 +325,5 @@ impl ObjectSink for AnySink {
             AnySink::Folder(s) => s.abort_upload(key, upload_id).await,
             AnySink::S3(s) => s.abort_upload(key, upload_id).await,
         }
-    }
-}
-
-/// The settings of a local pass from a checked configuration.
-pub fn settings(cfg: &LocalConfig) -> LocalSettings {
-    LocalSettings {
-        lister: cfg.lister.clone(),
-        fetcher: cfg.fetcher.clone(),
-        workers: cfg.workers,
-        queue_capacity: cfg.queue_capacity,
-        ..LocalSettings::default()
-    }
-}
-
-/// Prints a pass report for people.
-pub fn print_report(report: &LocalReport) {
-    println!("collected in {:.1} s", report.seconds);
-    println!("  {:<28} {:>10}", "content type", "records");
-    for ct in ContentType::ALL {
-        let n = report.records.get(ct.as_str()).copied().unwrap_or(0);
-        println!("  {:<28} {:>10}", ct.as_str(), n);
-    }
-    let total: u64 = report.records.values().sum();
-    println!("  {:<28} {:>10}", "total", total);
-    println!(
-        "  blobs written {}, already collected {}, duplicate records dropped {} (inside blobs) + {} (across blobs), fetch retries {}",
-        report.blobs_written,
-        report.already_done,
-        report.duplicates,
-        report.cross_blob_duplicates,
-        report.retries
-    );
-    println!(
-        "  listing: {} jobs enqueued over {} feeds",
-        report.lister.jobs(),
-        report.lister.feeds.len()
-    );
-    for f in report.lister.feeds.iter().filter(|f| f.error.is_some()) {
-        println!(
-            "  FEED FAILED {} {}: {}",
-            f.tenant,
-            f.content_type,
-            f.error.as_deref().unwrap_or("")
-        );
-    }
-    for e in &report.lister.tenant_errors {
-        println!("  TENANT FAILED {e}");
-    }
-    for id in &report.expired {
-        println!("  LOST UPSTREAM (blob expired at Microsoft before it could be fetched): {id}");
-    }
-    for (_, reason) in &report.dead_letters {
-        println!("  DEAD-LETTERED: {reason}");
-    }
-}
-
-/// `o365-collector run --config FILE [--once]`.
-pub async fn run(config: &Path, once: bool, bar: &BarSlot) -> Result<ExitCode, String> {
-    let cfg = LocalConfig::from_file(config).map_err(|e| e.to_string())?;
-    if cfg.tenants.is_empty() {
-        return Err(format!(
-            "{} lists no [[tenant]]: add one (docs/config.md), or try `o365-collector demo`",
-            config.display()
-        ));
-    }
-    let store = Arc::new(open_store(&cfg.state).await?);
-    let sink = Arc::new(open_sink(&cfg.output).await?);
-    for t in &cfg.tenants {
-        store.put_tenant(t).await.map_err(|e| e.to_string())?;
-    }
-    let conf = shared::aws::sdk_config(None).await;
-    let secrets = AwsSecrets::new(aws_sdk_secretsmanager::Client::new(&conf));
-    let apis = Arc::new(TenantClients::new(
-        http_client(),
-        secrets,
-        RetryPolicy::default(),
-    ));
-    let settings = settings(&cfg);
-    loop {
-        let progress = RunProgress::start(bar);
-        let logger = progress.spawn_logger();
-        let report = run_once_with_progress(
-            store.clone(),
-            sink.clone(),
-            apis.clone(),
-            Arc::new(SystemClock),
-            &settings,
-            progress.clone(),
-        )
-        .await;
-        if let Some(l) = logger {
-            l.abort();
-        }
-        progress.finish(bar);
-        let report = report.map_err(|e| e.to_string())?;
-        print_report(&report);
-        let failed = report.lister.failures() > 0 || !report.dead_letters.is_empty();
-        if once {
-            // Benchmarks only (`O365_REPORT_RUSAGE=1`): peak RSS and CPU time, as the last line.
-            crate::bench::report_rusage();
-            return Ok(if failed {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            });
-        }
-        tokio::time::sleep(cfg.interval).await;
     }
 }

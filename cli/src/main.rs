@@ -1,5 +1,6 @@
 //! `o365-collector`: the operator CLI — local runs, the demo, tenants, the emulator.
 
+mod backfill;
 mod bench;
 mod demo;
 mod doctor;
@@ -7,6 +8,11 @@ mod keygen;
 mod local;
 mod normalize;
 mod progress;
+mod redrive;
+mod run;
+mod signals;
+mod state;
+mod status;
 mod tenants;
 
 use std::net::SocketAddr;
@@ -37,6 +43,16 @@ enum Command {
     },
     /// Collect with the lister and fetchers in one process, as configured in a TOML file
     /// (docs/config.md).
+    ///
+    /// Ctrl-C or SIGTERM stops a pass: nothing new starts, jobs in flight get a few seconds,
+    /// and what is left stays open in the ledger for the next run (a second signal exits at
+    /// once, just as safely).
+    ///
+    /// Exit status of `--once`: 0 everything available was collected; 1 something is still
+    /// open or failed (listed with reasons; the next run retries it); 2 usage or configuration
+    /// error; 3 Microsoft expired content before it could be fetched (data lost upstream;
+    /// the content ids are listed; 3 wins over 1); 130 stopped by SIGINT, 143 by SIGTERM
+    /// (after printing what is left).
     Run {
         /// Configuration file.
         #[arg(long)]
@@ -52,6 +68,30 @@ enum Command {
         #[command(flatten)]
         store: local::StoreArgs,
     },
+    /// Where every feed stands: lag, reconciliation, open, failed and lost blobs, lateness.
+    ///
+    /// From the state alone (no call to Microsoft), per tenant and content type: live-tail lag,
+    /// the reconciliation pass, open ledger entries by state and the oldest, failed entries
+    /// with their reasons and next retry, blobs Microsoft expired before they could be fetched,
+    /// and how late content was listed (p50/p95/max, share over 1 h and 24 h). A state file a
+    /// running `run` holds is read from a copy. Exit status 1 when an entry is failed or
+    /// expired (docs/config.md, "Status").
+    Status(status::StatusArgs),
+    /// Send unfinished ledger entries (and the dead-letter queue) to the fetchers again.
+    ///
+    /// On a deployment (`--table --queue-url`): re-enqueues the matching ledger entries and,
+    /// with `--dlq-url`, moves the dead-letter queue's messages back to the fetch queue. On
+    /// local state (`--config`, `--state`): reports what the next `run` re-drives (a local run
+    /// re-drives every open entry at its start). Exit status 1 when something failed.
+    Redrive(redrive::RedriveArgs),
+    /// Collect a past range (inside Microsoft's 7 days) of a tenant's content.
+    ///
+    /// Lists the range in windows of at most an hour and hands new blobs on as the lister
+    /// does: with `--config` a local pass then fetches them (exit statuses as `run --once`);
+    /// with `--state` they wait in the ledger for the next `run`; with `--table --queue-url`
+    /// they go to the deployment's fetch queue. A start more than 7 days less 10 minutes back
+    /// is refused (exit status 2).
+    Backfill(backfill::BackfillArgs),
     /// Check every tenant's setup (token, consent, certificate, subscriptions, listing, Graph)
     /// and on AWS the table, queues, bucket and newest records; say what to fix. Exit status 1
     /// when a check fails (docs/setup.md, "Doctor").
@@ -123,7 +163,20 @@ async fn main() -> ExitCode {
         Command::Run { config, once } => {
             let bar = progress::BarSlot::default();
             progress::init_tracing(&bar);
-            local::run(&config, once, &bar).await
+            run::run(&config, once, &bar).await
+        }
+        Command::Status(args) => {
+            init_tracing("error");
+            status::run(&args).await
+        }
+        Command::Redrive(args) => {
+            init_tracing("warn");
+            redrive::run(&args).await
+        }
+        Command::Backfill(args) => {
+            let bar = progress::BarSlot::default();
+            progress::init_tracing(&bar);
+            backfill::run(&args, &bar).await
         }
         Command::Tenants { command, store } => {
             init_tracing("warn");
@@ -172,7 +225,7 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            ExitCode::from(run::EXIT_USAGE)
         }
     }
 }

@@ -216,6 +216,22 @@ impl Emulator {
         })
     }
 
+    /// Replaces the client secrets of app `client_id` at run time, as an operator rotating the
+    /// secret does (upload a new one, delete the old one): from the next token request on, only
+    /// `secrets` are accepted. False if the app is unknown.
+    pub fn replace_app_secrets(&self, client_id: &str, secrets: &[scenario::SecretSpec]) -> bool {
+        self.world.tokens.replace_secrets(client_id, secrets)
+    }
+
+    /// Replaces the certificates uploaded to app `client_id` at run time (PEM text with a
+    /// `-----BEGIN CERTIFICATE-----` block each): from the next token request on, only
+    /// assertions signed for one of them are accepted. False if the app is unknown.
+    pub fn replace_app_certificates(&self, client_id: &str, certificates: &[String]) -> bool {
+        self.world
+            .tokens
+            .replace_certificates(client_id, certificates)
+    }
+
     /// Stops the server and waits for it to finish.
     pub async fn shutdown(mut self) {
         self.stop();

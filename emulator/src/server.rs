@@ -1,5 +1,6 @@
 //! HTTP plumbing: routes per cloud, fault injection and the request log around every handler,
-//! error bodies, query parsing, token endpoints and the `/_emulator` admin API.
+//! the `Date` header of every response, error bodies, query parsing, token endpoints and the
+//! `/_emulator` admin API.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -11,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 
 use crate::clouds::Cloud;
@@ -41,7 +42,8 @@ impl Ctx {
     }
 }
 
-/// The whole router: every cloud under its prefix, the default cloud at the root, admin API.
+/// The whole router: every cloud under its prefix, the default cloud at the root, admin API;
+/// every response, fallbacks included, dated by the emulator's clock.
 pub(crate) fn router(world: Arc<World>) -> Router {
     let default = world.scenario.default_cloud;
     let mut app = cloud_router(Ctx {
@@ -65,7 +67,24 @@ pub(crate) fn router(world: Arc<World>) -> Router {
             }),
         );
     }
-    app.nest("/_emulator", admin_router(world))
+    app.nest("/_emulator", admin_router(world.clone())).layer(
+        axum::middleware::map_response_with_state(world, date_header),
+    )
+}
+
+/// Sets `Date` from the emulator's clock, as Microsoft's servers date their answers by theirs,
+/// so a test that moves the clock sees the skew a collector would. (hyper adds its own `Date`,
+/// wall time, only to a response that has none.)
+async fn date_header(State(world): State<Arc<World>>, mut response: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&http_date(world.clock.now())) {
+        response.headers_mut().insert(header::DATE, v);
+    }
+    response
+}
+
+/// `t` as an HTTP date (IMF-fixdate): `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub(crate) fn http_date(t: DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 fn cloud_router(ctx: Ctx) -> Router {
@@ -568,4 +587,27 @@ struct Advance {
 async fn admin_advance(State(world): State<Arc<World>>, Query(a): Query<Advance>) -> Response {
     world.clock.advance(Duration::seconds(a.seconds));
     admin_clock(State(world)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_are_imf_fixdates() {
+        let t = DateTime::parse_from_rfc3339("1994-11-06T08:49:37.999Z")
+            .map(|t| t.with_timezone(&Utc))
+            .ok();
+        assert_eq!(
+            t.map(http_date).as_deref(),
+            Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+        let t = DateTime::parse_from_rfc3339("2026-03-02T10:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .ok();
+        assert_eq!(
+            t.map(http_date).as_deref(),
+            Some("Mon, 02 Mar 2026 10:00:00 GMT")
+        );
+    }
 }

@@ -5,7 +5,7 @@
 //! OWNER: token helper.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,7 +18,7 @@ use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
 use crate::clouds::{Api, Cloud};
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, SecretSpec};
 
 /// Which token endpoint was called.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,19 +134,47 @@ struct SecretEntry {
     expires: Option<DateTime<Utc>>,
 }
 
+/// The credentials registered on an app; replaced when a test rotates them.
+#[derive(Clone)]
+struct AppKeys {
+    secrets: Arc<Vec<SecretEntry>>,
+    certs: Arc<Vec<RegisteredCert>>,
+}
+
+fn secret_entries(specs: &[SecretSpec]) -> Vec<SecretEntry> {
+    specs
+        .iter()
+        .map(|s| SecretEntry {
+            digest: sha256(s.value.as_bytes()),
+            expires: s.expires,
+        })
+        .collect()
+}
+
 /// An app registration as the token service needs it.
 struct AppEntry {
     client_id: String,
     home_tenant: String,
     multi_tenant: bool,
     consented_tenants: Vec<String>,
-    secrets: Vec<SecretEntry>,
-    certs: Vec<RegisteredCert>,
+    keys: Mutex<AppKeys>,
     manage_roles: Vec<String>,
     graph_roles: Vec<String>,
 }
 
 impl AppEntry {
+    /// The secrets and certificates registered now.
+    fn keys(&self) -> AppKeys {
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn change_keys(&self, f: impl FnOnce(&mut AppKeys)) {
+        f(&mut self.keys.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
     /// The app has a service principal in `tenant` (its home, or a consented tenant of a
     /// multi-tenant app).
     fn usable_in(&self, tenant: &TenantEntry) -> bool {
@@ -174,11 +202,12 @@ impl std::fmt::Debug for TokenService {
             .apps
             .iter()
             .map(|a| {
+                let keys = a.keys();
                 format!(
                     "{} ({} secrets, {} certificates)",
                     a.client_id,
-                    a.secrets.len(),
-                    a.certs.len()
+                    keys.secrets.len(),
+                    keys.certs.len()
                 )
             })
             .collect();
@@ -385,15 +414,10 @@ impl TokenService {
                 home_tenant: a.home_tenant.clone(),
                 multi_tenant: a.multi_tenant,
                 consented_tenants: a.consented_tenants.clone(),
-                secrets: a
-                    .secrets
-                    .iter()
-                    .map(|s| SecretEntry {
-                        digest: sha256(s.value.as_bytes()),
-                        expires: s.expires,
-                    })
-                    .collect(),
-                certs: parse_certificates(&a.client_id, &a.certificates),
+                keys: Mutex::new(AppKeys {
+                    secrets: Arc::new(secret_entries(&a.secrets)),
+                    certs: Arc::new(parse_certificates(&a.client_id, &a.certificates)),
+                }),
                 manage_roles: a.manage_roles.clone(),
                 graph_roles: a.graph_roles.clone(),
             })
@@ -406,6 +430,36 @@ impl TokenService {
             decoding: DecodingKey::from_secret(signing_key),
             used_jtis: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Replaces the client secrets of app `client_id` with `secrets`, as an operator rotating
+    /// the secret does (add the new one, delete the old one): the next token request is
+    /// checked against them. False if the app is unknown.
+    pub fn replace_secrets(&self, client_id: &str, secrets: &[SecretSpec]) -> bool {
+        let Some(app) = self.app(client_id) else {
+            return false;
+        };
+        let entries = Arc::new(secret_entries(secrets));
+        app.change_keys(|k| k.secrets = entries);
+        true
+    }
+
+    /// Replaces the certificates uploaded to app `client_id` with `certificates` (PEM text,
+    /// `-----BEGIN CERTIFICATE-----`; unusable ones are skipped with a warning, as at start):
+    /// the next client assertion is verified against them. False if the app is unknown.
+    pub fn replace_certificates(&self, client_id: &str, certificates: &[String]) -> bool {
+        let Some(app) = self.app(client_id) else {
+            return false;
+        };
+        let certs = Arc::new(parse_certificates(&app.client_id, certificates));
+        app.change_keys(|k| k.certs = certs);
+        true
+    }
+
+    fn app(&self, client_id: &str) -> Option<&AppEntry> {
+        self.apps
+            .iter()
+            .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
     }
 
     /// Handles one token request: the JSON success body (v1 or v2 shape), or a refusal.
@@ -668,8 +722,9 @@ impl TokenService {
             Some(bytes) => hex_upper(bytes),
             None => thumb_text.chars().take(100).collect(),
         };
+        let keys = app.keys();
         let cert = thumb.as_deref().and_then(|t| {
-            app.certs.iter().find(|c| {
+            keys.certs.iter().find(|c| {
                 if x5t_s256.is_some() {
                     c.sha256.as_slice() == t
                 } else {
@@ -926,7 +981,7 @@ fn check_secret(app: &AppEntry, secret: &str, now: DateTime<Utc>) -> Result<(), 
     let presented = sha256(secret.as_bytes());
     let mut matched = false;
     let mut current = false;
-    for s in &app.secrets {
+    for s in app.keys().secrets.iter() {
         if digest_eq(&s.digest, &presented) {
             matched = true;
             if s.expires.is_none_or(|e| e >= now) {

@@ -43,7 +43,7 @@ pub struct LambdaConfig {
     pub queue_url: String,
     /// Dead-letter queue URL (`DLQ_URL`).
     pub dlq_url: String,
-    /// Lister knobs (`RELIST_BAND_MINUTES`, `DEEP_RELIST_MINUTES`, `FIRST_RUN_LOOKBACK_HOURS`,
+    /// Lister knobs (`RELIST_BAND_MINUTES`, `RECONCILE_EVERY_MINUTES`, `FIRST_RUN_LOOKBACK_HOURS`,
     /// `CONTENT_TYPES`: comma-separated, the content types listed of those each tenant has;
     /// unset or empty = all).
     pub lister: ListerSettings,
@@ -106,10 +106,11 @@ impl LambdaConfig {
                     .collect::<Result<Vec<_>, _>>()?,
             ),
         };
-        let deep = number("DEEP_RELIST_MINUTES", 60, 0, 7 * 24 * 60)?;
+        let reconcile = number("RECONCILE_EVERY_MINUTES", 360, 0, 7 * 24 * 60)?;
         let lister = ListerSettings {
-            relist_band: Duration::minutes(number("RELIST_BAND_MINUTES", 30, 0, 24 * 60)?),
-            deep_relist_every: (deep > 0).then(|| Duration::minutes(deep)),
+            relist_band: Duration::minutes(number("RELIST_BAND_MINUTES", 150, 0, 24 * 60)?),
+            reconcile_every: (reconcile > 0).then(|| Duration::minutes(reconcile)),
+            concurrency: usize::try_from(number("LISTER_CONCURRENCY", 16, 1, 256)?).unwrap_or(16),
             first_run_lookback: Duration::hours(number("FIRST_RUN_LOOKBACK_HOURS", 24, 1, 167)?),
             content_types,
             ..defaults
@@ -397,9 +398,10 @@ pub struct CollectionSpec {
     /// Re-list band in minutes.
     #[serde(default = "band")]
     pub relist_band_minutes: i64,
-    /// Deep re-list period in minutes (0 = never).
-    #[serde(default = "deep")]
-    pub deep_relist_minutes: i64,
+    /// A reconciliation pass over the whole 7 days completes this often, in minutes (0 =
+    /// never).
+    #[serde(default = "reconcile")]
+    pub reconcile_every_minutes: i64,
     /// First-run lookback in hours (1–167).
     #[serde(default = "lookback")]
     pub first_run_lookback_hours: i64,
@@ -421,10 +423,10 @@ pub struct CollectionSpec {
 }
 
 fn band() -> i64 {
-    30
+    150
 }
-fn deep() -> i64 {
-    60
+fn reconcile() -> i64 {
+    360
 }
 fn lookback() -> i64 {
     24
@@ -446,7 +448,7 @@ impl Default for CollectionSpec {
     fn default() -> Self {
         CollectionSpec {
             relist_band_minutes: band(),
-            deep_relist_minutes: deep(),
+            reconcile_every_minutes: reconcile(),
             first_run_lookback_hours: lookback(),
             fetch_workers: workers(),
             queue_capacity: capacity(),
@@ -503,7 +505,7 @@ impl LocalConfig {
                 "must be between 1 and 167 (7 days)",
             ));
         }
-        if c.relist_band_minutes < 0 || c.deep_relist_minutes < 0 {
+        if c.relist_band_minutes < 0 || c.reconcile_every_minutes < 0 {
             return Err(err("collection", "minutes must not be negative"));
         }
         if c.fetch_workers == 0 || c.queue_capacity == 0 || c.max_attempts == 0 {
@@ -535,8 +537,8 @@ impl LocalConfig {
             tenants,
             lister: ListerSettings {
                 relist_band: Duration::minutes(c.relist_band_minutes),
-                deep_relist_every: (c.deep_relist_minutes > 0)
-                    .then(|| Duration::minutes(c.deep_relist_minutes)),
+                reconcile_every: (c.reconcile_every_minutes > 0)
+                    .then(|| Duration::minutes(c.reconcile_every_minutes)),
                 first_run_lookback: Duration::hours(c.first_run_lookback_hours),
                 ..ListerSettings::default()
             },
@@ -664,11 +666,11 @@ client_secret_file = "secret.txt"
             ("QUEUE_URL", "q"),
             ("DLQ_URL", "d"),
             ("RELIST_BAND_MINUTES", "45"),
-            ("DEEP_RELIST_MINUTES", "0"),
+            ("RECONCILE_EVERY_MINUTES", "0"),
         ];
         let c = LambdaConfig::from_lookup(env(full)).unwrap();
         assert_eq!(c.lister.relist_band, Duration::minutes(45));
-        assert_eq!(c.lister.deep_relist_every, None);
+        assert_eq!(c.lister.reconcile_every, None);
         assert!(c.fetcher.archive_raw, "the raw archive is on by default");
         assert!(
             c.fetcher.cross_blob_dedupe,

@@ -5,6 +5,10 @@
 //! top-level element; the caller parses each one (`serde_json::from_slice`). Only the
 //! structure is checked here (brackets, strings, escapes, commas); a structurally broken blob is
 //! refused with a reason, a blob cut short is [`SplitError::Truncated`].
+//!
+//! An element over the limit is [`SplitError::ElementTooLarge`] with [`ArraySplitter::push`];
+//! [`ArraySplitter::push_items`] instead skips it (scanning to its end without buffering it)
+//! and reports it as [`Item::Oversized`], so one huge record does not cost the rest of the blob.
 
 /// Why a body is not a JSON array of elements.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +51,20 @@ pub enum SplitError {
     },
 }
 
+/// What [`ArraySplitter::push_items`] hands out, in array order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Item<'a> {
+    /// The bytes of a complete element of at most the limit.
+    Element(&'a [u8]),
+    /// An element larger than the limit, skipped without being buffered.
+    Oversized {
+        /// Zero-based position of the element in the array.
+        index: usize,
+        /// Its full length in bytes.
+        bytes: u64,
+    },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Before the opening `[`.
@@ -71,6 +89,10 @@ pub struct ArraySplitter {
     escape: bool,
     /// The current element is a bare scalar (number, `true`, `null`…).
     scalar: bool,
+    /// Length so far of the current element once it is known to be over the limit (it is being
+    /// skipped, `buf` is empty); `None` while it is buffered.
+    skipped: Option<u64>,
+    /// The current element's bytes so far; never longer than `max_element`.
     buf: Vec<u8>,
     max_element: usize,
     elements: u64,
@@ -90,6 +112,7 @@ impl ArraySplitter {
             in_string: false,
             escape: false,
             scalar: false,
+            skipped: None,
             buf: Vec::new(),
             max_element,
             elements: 0,
@@ -97,9 +120,15 @@ impl ArraySplitter {
         }
     }
 
-    /// Elements handed out so far.
+    /// Elements handed out so far (skipped oversized ones included).
     pub fn elements(&self) -> u64 {
         self.elements
+    }
+
+    /// Bytes of the current, unfinished element held in memory: at most the limit, and zero
+    /// while an oversized element is being skipped.
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len()
     }
 
     /// Bytes consumed so far.
@@ -127,6 +156,52 @@ impl ArraySplitter {
         &mut self,
         chunk: &[u8],
         mut emit: impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.split(chunk, false, |item| match item {
+            Item::Element(e) => emit(e),
+            // Not produced when oversized elements are refused.
+            Item::Oversized { .. } => Ok(()),
+        })
+    }
+
+    /// Feeds the next chunk; `on` receives each element completed by it, in order. An element
+    /// over the limit is not an error: it is skipped, with memory bounded by the limit whatever
+    /// its size, and reported as [`Item::Oversized`] when its end is reached; splitting goes on
+    /// with the next element.
+    ///
+    /// # Errors
+    /// [`SplitError`] for a body that is not a JSON array, as [`ArraySplitter::push`], except
+    /// that [`SplitError::ElementTooLarge`] is never returned.
+    pub fn push_items(
+        &mut self,
+        chunk: &[u8],
+        mut on: impl FnMut(Item<'_>),
+    ) -> Result<(), SplitError> {
+        self.push_items_with(chunk, |item| {
+            on(item);
+            Ok::<(), SplitError>(())
+        })
+    }
+
+    /// [`ArraySplitter::push_items`] with an `on` that may fail (its error ends the split).
+    ///
+    /// # Errors
+    /// The first error of the structure or of `on`.
+    pub fn push_items_with<E: From<SplitError>>(
+        &mut self,
+        chunk: &[u8],
+        on: impl FnMut(Item<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.split(chunk, true, on)
+    }
+
+    /// The splitting itself: `skip_oversized` chooses between [`Item::Oversized`] and
+    /// [`SplitError::ElementTooLarge`] for an element over the limit.
+    fn split<E: From<SplitError>>(
+        &mut self,
+        chunk: &[u8],
+        skip_oversized: bool,
+        mut emit: impl FnMut(Item<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
         const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
         let mut i = 0;
@@ -176,6 +251,7 @@ impl ArraySplitter {
                         self.in_string = false;
                         self.escape = false;
                         self.scalar = !matches!(b, b'{' | b'[' | b'"');
+                        self.skipped = None;
                         self.buf.clear();
                         // Not consumed: InElement reads it.
                     }
@@ -240,18 +316,35 @@ impl ArraySplitter {
                         }
                         i += 1;
                     }
-                    if self.buf.len() + (i - start) > self.max_element {
-                        return Err(SplitError::ElementTooLarge {
-                            index: self.elements,
-                            limit: self.max_element,
+                    let run = i - start;
+                    if let Some(skipped) = self.skipped.as_mut() {
+                        *skipped += run as u64;
+                    } else if self.buf.len() + run > self.max_element {
+                        if !skip_oversized {
+                            return Err(SplitError::ElementTooLarge {
+                                index: self.elements,
+                                limit: self.max_element,
+                            }
+                            .into());
                         }
-                        .into());
+                        // Over the limit: from here on only its length is kept.
+                        self.skipped = Some((self.buf.len() + run) as u64);
+                        self.buf.clear();
+                    } else {
+                        self.buf.extend_from_slice(&chunk[start..i]);
                     }
-                    self.buf.extend_from_slice(&chunk[start..i]);
+                    debug_assert!(self.buf.len() <= self.max_element);
                     if end_of_element {
+                        let index = self.elements;
                         self.elements += 1;
                         self.state = State::AfterElement;
-                        emit(&self.buf)?;
+                        match self.skipped.take() {
+                            Some(bytes) => emit(Item::Oversized {
+                                index: usize::try_from(index).unwrap_or(usize::MAX),
+                                bytes,
+                            })?,
+                            None => emit(Item::Element(&self.buf))?,
+                        }
                         self.buf.clear();
                     }
                 }
@@ -373,6 +466,147 @@ mod tests {
         ));
     }
 
+    /// What `push_items` hands out, owned.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Out {
+        Element(Vec<u8>),
+        Oversized { index: usize, bytes: u64 },
+    }
+
+    /// Splits `body` with `push_items` in chunks of the given sizes (cycled), checking after
+    /// every chunk that no more than `limit` bytes are buffered.
+    fn items_in(body: &[u8], limit: usize, sizes: &[usize]) -> Result<Vec<Out>, SplitError> {
+        let mut s = ArraySplitter::new(limit);
+        let mut out = Vec::new();
+        let mut rest = body;
+        let mut k = 0;
+        while !rest.is_empty() {
+            let n = sizes
+                .get(k % sizes.len().max(1))
+                .copied()
+                .unwrap_or(1)
+                .clamp(1, rest.len());
+            k += 1;
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            s.push_items(chunk, |item| {
+                out.push(match item {
+                    Item::Element(e) => Out::Element(e.to_vec()),
+                    Item::Oversized { index, bytes } => Out::Oversized { index, bytes },
+                });
+            })?;
+            assert!(
+                s.buffered_len() <= limit,
+                "{} bytes buffered",
+                s.buffered_len()
+            );
+        }
+        let total = s.finish()?;
+        assert_eq!(total, out.len() as u64);
+        Ok(out)
+    }
+
+    #[test]
+    fn oversized_elements_are_skipped_and_reported() {
+        let big = format!(r#"{{"Id":"big","P":"{}\"]}},[{{"}}"#, "x".repeat(200));
+        let body = format!(r#"[{{"Id":"a"}}, {big} ,"s",{big},12345678901234567890,[1]]"#);
+        let want = vec![
+            Out::Element(br#"{"Id":"a"}"#.to_vec()),
+            Out::Oversized {
+                index: 1,
+                bytes: big.len() as u64,
+            },
+            Out::Element(br#""s""#.to_vec()),
+            Out::Oversized {
+                index: 3,
+                bytes: big.len() as u64,
+            },
+            Out::Oversized {
+                index: 4,
+                bytes: 20,
+            },
+            Out::Element(b"[1]".to_vec()),
+        ];
+        for chunk in [1, 2, 3, 7, 64, 4096] {
+            assert_eq!(
+                items_in(body.as_bytes(), 16, &[chunk]).unwrap(),
+                want,
+                "chunk {chunk}"
+            );
+        }
+        // Exactly the limit is not over it.
+        assert_eq!(
+            items_in(b"[\"1234\",\"12345\"]", 6, &[1]).unwrap(),
+            vec![
+                Out::Element(b"\"1234\"".to_vec()),
+                Out::Oversized { index: 1, bytes: 7 }
+            ]
+        );
+        // `push` still refuses the same body.
+        let mut s = ArraySplitter::new(16);
+        assert_eq!(
+            s.push(body.as_bytes(), |_| {}),
+            Err(SplitError::ElementTooLarge {
+                index: 1,
+                limit: 16
+            })
+        );
+    }
+
+    #[test]
+    fn skipping_still_checks_the_structure() {
+        let pad = "x".repeat(100);
+        // A stray closing bracket after a skipped element.
+        assert!(matches!(
+            items_in(format!(r#"[{{"a":"{pad}"}}}}]"#).as_bytes(), 16, &[5]),
+            Err(SplitError::Malformed { .. })
+        ));
+        // A bare value running into a quote.
+        assert!(matches!(
+            items_in(format!(r#"[1{pad}"x"]"#).as_bytes(), 16, &[5]),
+            Err(SplitError::Malformed { .. })
+        ));
+        // Cut short inside a skipped element.
+        assert_eq!(
+            items_in(format!(r#"[{{"a":1}},{{"b":"{pad}"#).as_bytes(), 16, &[5]),
+            Err(SplitError::Truncated { elements: 1 })
+        );
+        // Cut short inside a skipped string whose escapes hide its end.
+        assert!(matches!(
+            items_in(format!(r#"["{pad}\"]"#).as_bytes(), 16, &[3]),
+            Err(SplitError::Truncated { elements: 0 })
+        ));
+        // Not an array, trailing data: as with `push`.
+        assert!(matches!(
+            items_in(b"{}", 16, &[1]),
+            Err(SplitError::NotAnArray { .. })
+        ));
+        assert!(matches!(
+            items_in(format!(r#"["{pad}"] x"#).as_bytes(), 16, &[4]),
+            Err(SplitError::TrailingData { .. })
+        ));
+    }
+
+    #[test]
+    fn a_failing_consumer_stops_push_items_with() {
+        #[derive(Debug, PartialEq)]
+        enum E {
+            Split,
+            Stop(usize),
+        }
+        impl From<SplitError> for E {
+            fn from(_: SplitError) -> E {
+                E::Split
+            }
+        }
+        let mut s = ArraySplitter::new(4);
+        let r = s.push_items_with(b"[1,\"long string\",3]", |item| match item {
+            Item::Oversized { index, .. } => Err(E::Stop(index)),
+            Item::Element(_) => Ok(()),
+        });
+        assert_eq!(r, Err(E::Stop(1)));
+    }
+
     fn json() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
@@ -413,6 +647,70 @@ mod tests {
             let body = br#"[{"Id":"1","a":"x,]}"},{"Id":"2"}]"#;
             let cut = cut % body.len();
             prop_assert!(split_in(&body[..cut], 3).is_err());
+        }
+
+        /// With elements over the limit mixed in, `push_items` in any chunking hands out the
+        /// others byte for byte and one `Oversized` per big one, in order, never buffering
+        /// more than the limit.
+        #[test]
+        fn push_items_skips_exactly_the_oversized(
+            items in proptest::collection::vec(
+                prop_oneof![
+                    3 => json(),
+                    1 => ("[a-z\"\\\\\\[\\]{},:]{0,300}", any::<bool>()).prop_map(|(pad, object)| {
+                        if object {
+                            serde_json::json!({"Id": "big", "Padding": pad, "Nested": [{"a": [pad.clone()]}]})
+                        } else {
+                            serde_json::Value::from(pad)
+                        }
+                    }),
+                ],
+                0..12,
+            ),
+            limit in 1usize..120,
+            sizes in proptest::collection::vec(1usize..64, 1..8),
+            pretty in any::<bool>(),
+            spacing in proptest::collection::vec("[ \n\t\r]{0,3}", 3),
+        ) {
+            let mut body = format!("{}[", spacing[0]).into_bytes();
+            let mut want = Vec::new();
+            for (index, v) in items.iter().enumerate() {
+                let bytes = if pretty { serde_json::to_vec_pretty(v) } else { serde_json::to_vec(v) }
+                    .unwrap_or_default();
+                if index > 0 {
+                    body.extend_from_slice(spacing[1].as_bytes());
+                    body.push(b',');
+                }
+                body.extend_from_slice(spacing[2].as_bytes());
+                body.extend_from_slice(&bytes);
+                want.push(if bytes.len() > limit {
+                    Out::Oversized { index, bytes: bytes.len() as u64 }
+                } else {
+                    Out::Element(bytes)
+                });
+            }
+            body.extend_from_slice(spacing[1].as_bytes());
+            body.push(b']');
+            body.extend_from_slice(spacing[0].as_bytes());
+            prop_assert_eq!(items_in(&body, limit, &sizes).unwrap(), want);
+        }
+
+        /// On arbitrary bytes `push_items` never panics nor returns `ElementTooLarge`, and on
+        /// a body `push` accepts it hands out the same elements.
+        #[test]
+        fn push_items_agrees_with_push(
+            bytes in proptest::collection::vec(any::<u8>(), 0..300),
+            items in proptest::collection::vec(json(), 0..8),
+            limit in 1usize..64,
+        ) {
+            let r = items_in(&bytes, limit, &[7]);
+            let too_large = matches!(r, Err(SplitError::ElementTooLarge { .. }));
+            prop_assert!(!too_large, "{:?}", r);
+            let body = serde_json::to_vec(&serde_json::Value::Array(items)).unwrap_or_default();
+            let mut s = ArraySplitter::new(usize::MAX);
+            let mut whole = Vec::new();
+            s.push(&body, |e| whole.push(Out::Element(e.to_vec()))).unwrap();
+            prop_assert_eq!(items_in(&body, usize::MAX, &[5]).unwrap(), whole);
         }
     }
 }

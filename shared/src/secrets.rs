@@ -72,8 +72,9 @@ fn describe(r: &SecretRef) -> String {
     }
 }
 
-/// Loads secret values.
-pub trait SecretLoader: Send + Sync {
+/// Loads secret values. Loaders live as long as the token providers that read credentials
+/// again through them (after a rotation), hence `'static`.
+pub trait SecretLoader: Send + Sync + 'static {
     /// The value `r` refers to (surrounding whitespace trimmed).
     ///
     /// # Errors

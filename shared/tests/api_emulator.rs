@@ -1105,6 +1105,65 @@ async fn window_errors_show_the_server_date() {
 }
 
 #[tokio::test]
+async fn server_skew_follows_the_emulator_clock() {
+    // The emulator's clock runs 3 minutes ahead.
+    let emu = emulator_from(&format!("clock_offset_secs = 180\n{}", base_toml())).await;
+    let api = client(&emu);
+    assert_eq!(api.server_skew(), None, "no answer yet");
+    api.list_content(ContentType::Exchange, &recent_window())
+        .await
+        .expect("listing");
+    let near = |skew: Option<chrono::Duration>, want: chrono::Duration| {
+        let skew = skew.expect("a skew");
+        assert!(
+            (skew - want).abs() <= chrono::Duration::seconds(2),
+            "skew {skew}, expected {want}"
+        );
+    };
+    near(api.server_skew(), chrono::Duration::seconds(180));
+    // An error answer counts too, and clones share what was seen.
+    emu.advance_clock(chrono::Duration::days(8));
+    let e = api
+        .list_content(ContentType::Exchange, &recent_window())
+        .await
+        .unwrap_err();
+    assert_eq!(e.class(), ErrorClass::Window, "{e}");
+    let want = chrono::Duration::days(8) + chrono::Duration::seconds(180);
+    near(api.server_skew(), want);
+    near(api.clone().server_skew(), want);
+}
+
+#[tokio::test]
+async fn server_skew_ignores_a_missing_or_garbage_date() {
+    let emu = emulator("").await;
+    let mut t = tenant(&emu, APP_SECRET);
+    let old = "Sun, 06 Nov 1994 08:49:37 GMT";
+    for date in [None, Some("garbage"), Some(old)] {
+        let (manage, _) = fixed_server(|_| {
+            let mut headers = vec![("Content-Type", "application/json")];
+            headers.extend(date.map(|d| ("Date", d)));
+            http_response("200 OK", &headers, "[]")
+        })
+        .await;
+        t.endpoints.manage = manage;
+        let api = client_for(&t, Credential::secret(SECRET.into()), fast());
+        assert!(api.list_subscriptions().await.expect("list").is_empty());
+        let skew = api.server_skew();
+        if date == Some(old) {
+            let then = chrono::DateTime::parse_from_rfc2822(old).expect("date");
+            let want = then.with_timezone(&Utc) - Utc::now();
+            let skew = skew.expect("a skew");
+            assert!(
+                (skew - want).abs() <= chrono::Duration::seconds(2),
+                "{skew} vs {want}"
+            );
+        } else {
+            assert_eq!(skew, None, "Date {date:?}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_401_gets_a_new_token_and_one_retry() {
     let emu = emulator(
         r#"

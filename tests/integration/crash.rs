@@ -24,7 +24,7 @@ use shared::model::{
 use shared::queue::SqsQueue;
 use shared::retry::RetryPolicy;
 use shared::secrets::LocalSecrets;
-use shared::store::{Claim, DynamoDbStore, StateStore, StoreError};
+use shared::store::{Claim, DynamoDbStore, RecordClaim, StateStore, StoreError};
 
 use crate::support::*;
 
@@ -95,11 +95,55 @@ impl StateStore for Crashing {
         t: &TenantId,
         b: &ContentBlob,
         e: &LedgerEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         if e.state == BlobState::Done {
             self.crash(CrashAt::MarkDone)?;
         }
         self.inner.set_blob_state(t, b, e).await
+    }
+    async fn due_entries(
+        &self,
+        t: &TenantId,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<shared::model::LedgerItem>, StoreError> {
+        self.inner.due_entries(t, now, limit).await
+    }
+    async fn ledger(
+        &self,
+        t: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<shared::model::LedgerItem>, StoreError> {
+        self.inner.ledger(t, now).await
+    }
+    async fn seen(
+        &self,
+        t: &TenantId,
+        ct: ContentType,
+        hour: DateTime<Utc>,
+    ) -> Result<std::collections::HashSet<u64>, StoreError> {
+        self.inner.seen(t, ct, hour).await
+    }
+    async fn add_seen(
+        &self,
+        t: &TenantId,
+        ct: ContentType,
+        hour: DateTime<Utc>,
+        digests: &[u64],
+    ) -> Result<(), StoreError> {
+        self.inner.add_seen(t, ct, hour, digests).await
+    }
+    async fn take_over_record(
+        &self,
+        t: &TenantId,
+        record_id: &str,
+        from: &str,
+        to: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .take_over_record(t, record_id, from, to, expires_at)
+            .await
     }
     async fn blob_entry(
         &self,
@@ -116,7 +160,7 @@ impl StateStore for Crashing {
         record_ids: &[String],
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<Vec<RecordClaim>, StoreError> {
         self.inner
             .claim_records(t, content_id, record_ids, expires_at, now)
             .await
@@ -256,7 +300,11 @@ async fn lister_killed_after_enqueue_before_cursor_save_loses_nothing_and_duplic
         None,
     );
     let apis = apis();
-    let settings = ListerSettings::default();
+    // One window for the whole first-run lookback, so that the crash comes after its enqueue.
+    let settings = ListerSettings {
+        window: shared::model::MAX_WINDOW,
+        ..ListerSettings::default()
+    };
     let t0 = emu.now();
     // First run: every feed enqueues its window, then "dies" at the cursor save.
     let first = lister::run(
@@ -360,9 +408,10 @@ async fn fetcher_killed_after_the_s3_write_before_the_ledger_mark_rewrites_the_s
         FetcherSettings::default(),
     );
     let counts = drain(&stack, &fetcher).await;
-    assert_eq!(
-        counts.get("retry"),
-        Some(&3),
+    // Three jobs died after their write; a blob sharing a record with one of them waits for
+    // it (a retry) rather than skip a record whose holder may never finish.
+    assert!(
+        counts.get("retry").is_some_and(|n| *n >= 3),
         "three jobs died after their write: {counts:?}"
     );
     let (w, objects) = written(&stack).await;

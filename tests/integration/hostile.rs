@@ -427,9 +427,10 @@ async fn a_record_with_invalid_utf8_is_kept_whole_in_raw_data() {
     assert!(raw.windows(2).any(|w| w == [0xFF, 0xFE]));
 }
 
-/// Waits on the streaming fetcher: one record over the record limit dead-letters its job.
+/// Finding 9: one record over the record limit is quarantined (kept whole in the raw archive,
+/// listed with its reason in the blob's quarantine object); the rest of the blob is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_over_the_record_limit_dead_letters_its_job_naming_the_limit() {
+async fn a_record_over_the_record_limit_is_quarantined_and_the_rest_of_its_blob_written() {
     let faults = [
         fault(
             "huge-record",
@@ -443,19 +444,42 @@ async fn a_record_over_the_record_limit_dead_letters_its_job_naming_the_limit() 
     let blobs = rig.blobs();
     let job = rig.job(&blobs[0]);
     let outcome = rig.handle(&job, 1).await;
-    assert!(
-        matches!(outcome, JobOutcome::DeadLettered { .. }),
-        "not retried: {outcome:?}"
+    let JobOutcome::Written {
+        records,
+        quarantined,
+        keys,
+        ..
+    } = &outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(*quarantined, 1);
+    assert_eq!(
+        *records as usize,
+        blobs[0].record_ids.len(),
+        "the others are written"
     );
-    let r = reason(&outcome);
-    assert!(
-        r.contains(&MAX_RECORD_BYTES.to_string()) && r.contains(&blobs[0].content_id),
-        "{r}"
-    );
-    assert_eq!(rig.dead.dead_letters().len(), 1);
+    assert!(rig.dead.dead_letters().is_empty());
     assert_eq!(
         rig.ledger_state(&job).await.map(|s| s.0),
-        Some(BlobState::Failed)
+        Some(BlobState::Done)
+    );
+    let raw = rig.raw(&job).await.expect("the raw archive is complete");
+    assert!(raw.len() > MAX_RECORD_BYTES, "the big record is in it");
+    serde_json::from_slice::<Value>(&raw).expect("the whole blob, a valid JSON array");
+    let q = rig
+        .sink
+        .get(keys.last().unwrap())
+        .await
+        .unwrap()
+        .expect("a quarantine object");
+    let q: Value = serde_json::from_slice(&q).unwrap();
+    assert!(
+        q["records"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&MAX_RECORD_BYTES.to_string()),
+        "{q}"
     );
     // A large record under the limit is written like any other.
     let job = rig.job(&blobs[1]);

@@ -15,6 +15,7 @@ mod lambda_e2e;
 mod local_run;
 mod metrics;
 mod no_secrets;
+mod operator_cli;
 mod queue_sqs;
 mod secrets_aws;
 mod sink_s3;

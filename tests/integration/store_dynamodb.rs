@@ -1,13 +1,16 @@
 //! `DynamoDbStore` against moto: what the lister and fetcher rely on.
 
-use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveStatus};
+use std::collections::HashSet;
+
+use aws_sdk_dynamodb::types::{AttributeValue, ProjectionType, TimeToLiveStatus};
 use chrono::{DateTime, Duration, Utc};
 use integration_tests::moto::{Moto, unique};
 use shared::model::{
     BlobState, CloudKind, ContentBlob, ContentType, CredentialRef, Cursor, DirectorySync,
-    Endpoints, LedgerEntry, SecretRef, Tenant, TenantId, TokenEndpoint, Versioned,
+    Endpoints, LedgerEntry, SecretRef, Tenant, TenantId, TokenEndpoint, Versioned, seen_digest,
+    seen_hour,
 };
-use shared::store::{Claim, DynamoDbStore, StateStore, StoreError};
+use shared::store::{Claim, DynamoDbStore, RecordClaim, StateStore, StoreError};
 
 async fn store() -> (Moto, DynamoDbStore) {
     let moto = Moto::connect().await;
@@ -50,13 +53,28 @@ fn blob(id: &str, expiration: DateTime<Utc>) -> ContentBlob {
 }
 
 fn entry(state: BlobState, at: DateTime<Utc>) -> LedgerEntry {
+    LedgerEntry::new(state, at)
+}
+
+/// The entry a claim at `at` writes.
+fn claimed(at: DateTime<Utc>) -> LedgerEntry {
     LedgerEntry {
-        state,
-        updated_at: at,
-        records: None,
-        object_key: None,
-        reason: None,
+        listed_at: Some(at),
+        ..LedgerEntry::new(BlobState::Pending, at)
     }
+}
+
+/// A failed entry, retried at `next` (`None`: for good).
+fn failed(at: DateTime<Utc>, next: Option<DateTime<Utc>>) -> LedgerEntry {
+    LedgerEntry {
+        next_attempt_at: next,
+        attempts: 2,
+        ..entry(BlobState::Failed, at).because("503 from Microsoft")
+    }
+}
+
+fn owned_of(claims: &[RecordClaim]) -> Vec<bool> {
+    claims.iter().map(RecordClaim::is_owned).collect()
 }
 
 fn now() -> DateTime<Utc> {
@@ -79,6 +97,27 @@ async fn create_table_enables_ttl_and_is_idempotent() {
     let d = ttl.time_to_live_description().unwrap();
     assert_eq!(d.attribute_name(), Some("expires_at"));
     assert_eq!(d.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+
+    let table = moto
+        .ddb
+        .describe_table()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap();
+    let gsi = table.table().unwrap().global_secondary_indexes();
+    assert_eq!(gsi.len(), 1, "{gsi:?}");
+    assert_eq!(gsi[0].index_name(), Some("open"));
+    let keys: Vec<&str> = gsi[0]
+        .key_schema()
+        .iter()
+        .map(|k| k.attribute_name())
+        .collect();
+    assert_eq!(keys, ["open_pk", "due"]);
+    assert_eq!(
+        gsi[0].projection().and_then(|p| p.projection_type()),
+        Some(&ProjectionType::All)
+    );
 }
 
 #[tokio::test]
@@ -118,10 +157,7 @@ async fn cursor_saves_are_conditional_on_the_version() {
     let t = tenant_id();
     let ct = ContentType::General;
     assert_eq!(store.load_cursor(&t, ct).await.unwrap(), None);
-    let c1 = Cursor {
-        listed_until: now(),
-        deep_relist_at: None,
-    };
+    let c1 = Cursor::at(now());
     assert_eq!(store.save_cursor(&t, ct, &c1, None).await.unwrap(), 1);
     // A second "first" save loses.
     let err = store.save_cursor(&t, ct, &c1, None).await.unwrap_err();
@@ -132,7 +168,11 @@ async fn cursor_saves_are_conditional_on_the_version() {
 
     let c2 = Cursor {
         listed_until: c1.listed_until + Duration::minutes(30),
-        deep_relist_at: Some(c1.listed_until),
+        reconcile_from: Some(c1.listed_until - Duration::days(6)),
+        reconcile_started: Some(c1.listed_until),
+        reconciled_at: Some(c1.listed_until - Duration::hours(4)),
+        skew_ms: -1500,
+        since: Some(c1.listed_until - Duration::hours(24)),
     };
     assert_eq!(store.save_cursor(&t, ct, &c2, Some(1)).await.unwrap(), 2);
     // A writer still holding version 1 is stale.
@@ -179,7 +219,7 @@ async fn a_second_claim_sees_the_first() {
             .claim_blob(&t, &b, now + Duration::seconds(3))
             .await
             .unwrap(),
-        Claim::Existing(entry(BlobState::Pending, now))
+        Claim::Existing(claimed(now))
     );
     assert_eq!(
         store.claim_blob(&tenant_id(), &b, now).await.unwrap(),
@@ -219,7 +259,7 @@ async fn done_never_reverts() {
     let b = blob("20261122$done", now + Duration::days(7));
     assert_eq!(store.claim_blob(&t, &b, now).await.unwrap(), Claim::New);
     let enqueued = entry(BlobState::Enqueued, now + Duration::seconds(1));
-    store.set_blob_state(&t, &b, &enqueued).await.unwrap();
+    assert!(store.set_blob_state(&t, &b, &enqueued).await.unwrap());
     assert_eq!(
         store.blob_entry(&t, &b.content_id, now).await.unwrap(),
         Some(enqueued.clone())
@@ -230,26 +270,36 @@ async fn done_never_reverts() {
         object_key: Some(format!("{t}/Audit.Exchange/2026/11/22/done.json.gz")),
         ..entry(BlobState::Done, now + Duration::seconds(2))
     };
-    store.set_blob_state(&t, &b, &done).await.unwrap();
+    assert!(store.set_blob_state(&t, &b, &done).await.unwrap());
     // A late duplicate job (lister re-drive) and a late failure must not undo it.
-    store.set_blob_state(&t, &b, &enqueued).await.unwrap();
+    assert!(!store.set_blob_state(&t, &b, &enqueued).await.unwrap());
     let failed = LedgerEntry {
         reason: Some("gave up".into()),
         ..entry(BlobState::Failed, now + Duration::seconds(3))
     };
-    store.set_blob_state(&t, &b, &failed).await.unwrap();
+    assert!(!store.set_blob_state(&t, &b, &failed).await.unwrap());
     assert_eq!(
         store.blob_entry(&t, &b.content_id, now).await.unwrap(),
         Some(done.clone())
     );
     assert_eq!(
         store.claim_blob(&t, &b, now).await.unwrap(),
-        Claim::Existing(done)
+        Claim::Existing(done.clone())
+    );
+    // Done may be rewritten by done (a re-fetch records its new details).
+    let done2 = LedgerEntry {
+        records: Some(1235),
+        ..entry(BlobState::Done, now + Duration::seconds(4))
+    };
+    assert!(store.set_blob_state(&t, &b, &done2).await.unwrap());
+    assert_eq!(
+        store.blob_entry(&t, &b.content_id, now).await.unwrap(),
+        Some(done2)
     );
 
     // A missing entry is created (a job whose claim aged out still gets recorded).
     let other = blob("20261122$unclaimed", now + Duration::days(7));
-    store.set_blob_state(&t, &other, &failed).await.unwrap();
+    assert!(store.set_blob_state(&t, &other, &failed).await.unwrap());
     assert_eq!(
         store.blob_entry(&t, &other.content_id, now).await.unwrap(),
         Some(failed)
@@ -268,7 +318,7 @@ async fn expired_ledger_items_read_as_absent() {
         DateTime::from_timestamp(1_690_000_000, 0).unwrap(),
     );
     let done = entry(BlobState::Done, now - Duration::days(900));
-    store.set_blob_state(&t, &old, &done).await.unwrap();
+    assert!(store.set_blob_state(&t, &old, &done).await.unwrap());
     let raw = moto
         .ddb
         .get_item()
@@ -300,7 +350,7 @@ async fn expired_ledger_items_read_as_absent() {
     assert_eq!(store.claim_blob(&t, &old, now).await.unwrap(), Claim::New);
     assert_eq!(
         store.blob_entry(&t, &old.content_id, before).await.unwrap(),
-        Some(entry(BlobState::Pending, now))
+        Some(claimed(now))
     );
 }
 
@@ -326,10 +376,12 @@ async fn record_claims_dedupe_across_blobs() {
     // More ids than the concurrency bound, to check the order is kept.
     let many: Vec<String> = (0..70).map(|i| format!("rec-{i:03}")).collect();
     assert_eq!(
-        store
-            .claim_records(&t, first, &many, ttl, now)
-            .await
-            .unwrap(),
+        owned_of(
+            &store
+                .claim_records(&t, first, &many, ttl, now)
+                .await
+                .unwrap()
+        ),
         vec![true; 70],
         "unclaimed records go to the first blob"
     );
@@ -340,16 +392,27 @@ async fn record_claims_dedupe_across_blobs() {
         .claim_records(&t, second, &overlap, ttl, now)
         .await
         .unwrap();
-    let expected: Vec<bool> = overlap.iter().map(|id| !id.starts_with("rec-")).collect();
+    let expected: Vec<RecordClaim> = overlap
+        .iter()
+        .map(|id| {
+            if id.starts_with("rec-") {
+                RecordClaim::HeldBy(first.into())
+            } else {
+                RecordClaim::Owned
+            }
+        })
+        .collect();
     assert_eq!(
         owned, expected,
-        "the overlap stays with the first blob, in order"
+        "the overlap stays with the first blob, which is named, in order"
     );
     assert_eq!(
-        store
-            .claim_records(&t, first, &many, ttl, now + Duration::seconds(5))
-            .await
-            .unwrap(),
+        owned_of(
+            &store
+                .claim_records(&t, first, &many, ttl, now + Duration::seconds(5))
+                .await
+                .unwrap()
+        ),
         vec![true; 70],
         "a retry of the first blob still owns its records"
     );
@@ -358,7 +421,7 @@ async fn record_claims_dedupe_across_blobs() {
             .claim_records(&tenant_id(), second, &ids(&["rec-000"]), ttl, now)
             .await
             .unwrap(),
-        [true],
+        [RecordClaim::Owned],
         "per tenant"
     );
 
@@ -386,7 +449,7 @@ async fn record_claims_dedupe_across_blobs() {
             .claim_records(&t, second, &ids(&["rec-005", "rec-006"]), later, ttl)
             .await
             .unwrap(),
-        [true, true],
+        [RecordClaim::Owned, RecordClaim::Owned],
         "expired claims are taken over"
     );
     assert_eq!(
@@ -394,7 +457,7 @@ async fn record_claims_dedupe_across_blobs() {
             .claim_records(&t, first, &ids(&["rec-005", "rec-007"]), later, ttl)
             .await
             .unwrap(),
-        [false, true],
+        [RecordClaim::HeldBy(second.into()), RecordClaim::Owned],
         "the new claim holds; the old one elsewhere has expired too"
     );
 }
@@ -474,4 +537,400 @@ async fn the_directory_sync_state_round_trips_under_the_tenant_and_is_replaced()
     assert_eq!(store.load_directory_sync(&tenant_id()).await.unwrap(), None);
     // Not a cursor or ledger item: the tenant list and cursors are unaffected.
     assert!(store.list_tenants().await.unwrap().is_empty());
+}
+
+/// The raw items of the sparse index `open` for tenant `t`, oldest due first: (content id,
+/// `due`).
+async fn open_index(moto: &Moto, store: &DynamoDbStore, t: &TenantId) -> Vec<(String, String)> {
+    let out = moto
+        .ddb
+        .query()
+        .table_name(store.table())
+        .index_name("open")
+        .key_condition_expression("open_pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("TENANT#{t}")))
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .map(|i| {
+            let sk = i.get("sk").unwrap().as_s().unwrap();
+            let due = i.get("due").unwrap().as_s().unwrap();
+            (sk.trim_start_matches("BLOB#").to_owned(), due.clone())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn entries_only_move_forward_and_the_sweep_reads_only_retryable_failures() {
+    let (_moto, store) = store().await;
+    let t = tenant_id();
+    let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let (a, b, c, d) = (
+        blob("20261122$a", now + Duration::days(6)),
+        blob("20261122$b", now + Duration::days(6)),
+        blob("20261122$c", now + Duration::days(6)),
+        blob("20261122$d", now + Duration::days(6)),
+    );
+    for x in [&a, &b, &c, &d] {
+        assert_eq!(store.claim_blob(&t, x, now).await.unwrap(), Claim::New);
+    }
+    assert!(store.due_entries(&t, now, 10).await.unwrap().is_empty());
+    // a: failed, retry due in 5 minutes; b: failed for good; c: expired; d: done.
+    let a_failed = failed(now, Some(now + Duration::minutes(5)));
+    assert!(store.set_blob_state(&t, &a, &a_failed).await.unwrap());
+    assert!(
+        store
+            .set_blob_state(&t, &b, &failed(now, None))
+            .await
+            .unwrap()
+    );
+    let expired = entry(BlobState::Expired, now).because("AF20051");
+    assert!(store.set_blob_state(&t, &c, &expired).await.unwrap());
+    assert!(
+        store
+            .set_blob_state(&t, &d, &entry(BlobState::Done, now))
+            .await
+            .unwrap()
+    );
+    // A late mark never moves an entry back: expired stays expired, with its reason.
+    let late = entry(BlobState::Enqueued, now + Duration::seconds(1));
+    assert!(!store.set_blob_state(&t, &c, &late).await.unwrap());
+    assert!(!store.set_blob_state(&t, &d, &late).await.unwrap());
+    assert!(
+        !store
+            .set_blob_state(&t, &c, &failed(now, Some(now)))
+            .await
+            .unwrap(),
+        "expired yields only to done"
+    );
+    assert_eq!(
+        store.blob_entry(&t, &c.content_id, now).await.unwrap(),
+        Some(expired.clone())
+    );
+    let due = store.due_entries(&t, now, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "only the retryable failure: {due:?}");
+    assert!(!due[0].entry.is_due(now), "not yet due");
+    let later = now + Duration::minutes(6);
+    let due = store.due_entries(&t, later, 10).await.unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    assert!(due[0].entry.is_due(later));
+    assert_eq!(
+        due[0].blob, a,
+        "the blob comes back whole (its URI for the job)"
+    );
+    assert_eq!(due[0].entry, a_failed);
+    // Re-driven: out of the due set; a claim is never written over an entry.
+    let redriven = LedgerEntry {
+        attempts: 3,
+        ..entry(BlobState::Enqueued, later)
+    };
+    assert!(store.set_blob_state(&t, &a, &redriven).await.unwrap());
+    assert!(!store.set_blob_state(&t, &a, &claimed(later)).await.unwrap());
+    assert!(store.due_entries(&t, later, 10).await.unwrap().is_empty());
+    let all = store.ledger(&t, later).await.unwrap();
+    let states: Vec<(&str, BlobState)> = all
+        .iter()
+        .map(|i| (i.blob.content_id.as_str(), i.entry.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("20261122$a", BlobState::Enqueued),
+            ("20261122$b", BlobState::Failed),
+            ("20261122$c", BlobState::Expired),
+            ("20261122$d", BlobState::Done),
+        ]
+    );
+    assert_eq!(all[2].blob, c, "the ledger returns whole blobs");
+    assert_eq!(all[2].entry, expired);
+    // Many due entries: at most `limit`, the oldest due first (across result pages), one of
+    // them due at a fraction of a second (the index sorts it by time, not text).
+    for i in 0..5i64 {
+        let x = blob(&format!("20261122$due{i}"), now + Duration::days(6));
+        let next = now - Duration::minutes(10 - i) + Duration::milliseconds(i * 250);
+        assert!(
+            store
+                .set_blob_state(&t, &x, &failed(now, Some(next)))
+                .await
+                .unwrap()
+        );
+    }
+    let due = store.due_entries(&t, now, 3).await.unwrap();
+    let ids: Vec<&str> = due.iter().map(|i| i.blob.content_id.as_str()).collect();
+    assert_eq!(ids, ["20261122$due0", "20261122$due1", "20261122$due2"]);
+    assert_eq!(store.due_entries(&t, now, 100).await.unwrap().len(), 5);
+    assert!(
+        store
+            .due_entries(&tenant_id(), now, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "per tenant"
+    );
+    // Past their TTL, due entries are left out.
+    let gone = now + Duration::days(8);
+    assert!(store.due_entries(&t, gone, 100).await.unwrap().is_empty());
+    assert!(store.ledger(&t, gone).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_open_index_holds_only_retryable_failed_entries() {
+    let (moto, store) = store().await;
+    let t = tenant_id();
+    let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let b = blob("20261122$open", now + Duration::days(6));
+    let other = blob("20261122$other", now + Duration::days(6));
+    assert_eq!(store.claim_blob(&t, &b, now).await.unwrap(), Claim::New);
+    assert_eq!(store.claim_blob(&t, &other, now).await.unwrap(), Claim::New);
+    assert!(
+        open_index(&moto, &store, &t).await.is_empty(),
+        "a claim is not open"
+    );
+    assert!(
+        store
+            .set_blob_state(&t, &other, &failed(now, None))
+            .await
+            .unwrap()
+    );
+    assert!(
+        open_index(&moto, &store, &t).await.is_empty(),
+        "failed for good is not open"
+    );
+
+    let next = now + Duration::minutes(5);
+    assert!(
+        store
+            .set_blob_state(&t, &b, &failed(now, Some(next)))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        open_index(&moto, &store, &t).await,
+        [(
+            b.content_id.clone(),
+            "2027-01-15T08:05:00.000000000Z".to_owned()
+        )]
+    );
+    let before = next - Duration::seconds(1);
+    let listed = store.due_entries(&t, before, 10).await.unwrap();
+    assert_eq!(listed.len(), 1, "retried entries are listed due or not");
+    assert!(!listed[0].entry.is_due(before));
+    let listed = store.due_entries(&t, next, 10).await.unwrap();
+    assert!(listed[0].entry.is_due(next), "due at that time");
+
+    // Re-driven: leaves the index; failing again re-enters it with the later retry.
+    let enqueued = entry(BlobState::Enqueued, next);
+    assert!(store.set_blob_state(&t, &b, &enqueued).await.unwrap());
+    assert!(open_index(&moto, &store, &t).await.is_empty());
+    let again = next + Duration::minutes(15);
+    assert!(
+        store
+            .set_blob_state(&t, &b, &failed(next, Some(again)))
+            .await
+            .unwrap()
+    );
+    assert_eq!(open_index(&moto, &store, &t).await.len(), 1);
+    let listed = store.due_entries(&t, next, 10).await.unwrap();
+    assert_eq!(listed[0].entry.next_attempt_at, Some(again));
+    assert!(!listed[0].entry.is_due(next));
+
+    // Done: gone for good.
+    assert!(
+        store
+            .set_blob_state(&t, &b, &entry(BlobState::Done, again))
+            .await
+            .unwrap()
+    );
+    assert!(open_index(&moto, &store, &t).await.is_empty());
+    assert!(store.due_entries(&t, again, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn listed_blob_summaries_are_atomic_unions_of_8_byte_digests() {
+    let (moto, store) = store().await;
+    let t = tenant_id();
+    let hour = seen_hour(DateTime::from_timestamp(1_800_000_123, 0).unwrap());
+    let ct = ContentType::Exchange;
+    assert!(store.seen(&t, ct, hour).await.unwrap().is_empty());
+    store.add_seen(&t, ct, hour, &[]).await.unwrap();
+    store
+        .add_seen(&t, ct, hour, &[1, 2, u64::MAX, 2])
+        .await
+        .unwrap();
+    store.add_seen(&t, ct, hour, &[2, 3]).await.unwrap();
+    assert_eq!(
+        store.seen(&t, ct, hour).await.unwrap(),
+        HashSet::from([1, 2, 3, u64::MAX]),
+        "a union"
+    );
+    assert!(
+        store
+            .seen(&t, ct, hour + Duration::hours(1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "per hour"
+    );
+    assert!(
+        store
+            .seen(&t, ContentType::General, hour)
+            .await
+            .unwrap()
+            .is_empty(),
+        "per content type"
+    );
+    assert!(
+        store.seen(&tenant_id(), ct, hour).await.unwrap().is_empty(),
+        "per tenant"
+    );
+
+    // Concurrent listers never lose each other's additions.
+    let mut tasks = tokio::task::JoinSet::new();
+    for lister in 0..8u64 {
+        let (store, t) = (store.clone(), t.clone());
+        tasks.spawn(async move {
+            let digests: Vec<u64> = (0..50).map(|i| 1_000 + lister * 50 + i).collect();
+            store.add_seen(&t, ct, hour, &digests).await
+        });
+    }
+    for r in tasks.join_all().await {
+        r.unwrap();
+    }
+    let seen = store.seen(&t, ct, hour).await.unwrap();
+    assert_eq!(seen.len(), 4 + 400);
+    let listed = seen_digest("20261122$listed$audit_exchange");
+    store.add_seen(&t, ct, hour, &[listed]).await.unwrap();
+    assert!(store.seen(&t, ct, hour).await.unwrap().contains(&listed));
+
+    let raw = moto
+        .ddb
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(format!("TENANT#{t}")))
+        .key(
+            "sk",
+            AttributeValue::S("SEEN#Audit.Exchange#2027-01-15T08:00:00Z".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let item = raw.item().expect("the summary item");
+    let ids = item.get("ids").unwrap().as_bs().expect("a binary set");
+    assert!(ids.iter().all(|b| b.as_ref().len() == 8));
+    assert_eq!(
+        item.get("expires_at").unwrap().as_n().unwrap(),
+        &(hour + Duration::days(8)).timestamp().to_string(),
+        "kept 8 days after the hour"
+    );
+}
+
+#[tokio::test]
+async fn record_claims_name_their_holder_and_move_only_from_it() {
+    let (moto, store) = store().await;
+    let t = tenant_id();
+    let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let ttl = now + Duration::days(8);
+    // Longer than a DynamoDB key may be (2,048 bytes): claimed under its SHA-256.
+    let long = "x".repeat(3000);
+    let claims = store
+        .claim_records(&t, "x$1", &ids(&["r1", &long]), ttl, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        claims,
+        [RecordClaim::Owned, RecordClaim::Owned],
+        "a 3 KB id is fine"
+    );
+    assert_eq!(
+        store
+            .claim_records(&t, "y$2", &ids(&["r1", &long]), ttl, now)
+            .await
+            .unwrap(),
+        [
+            RecordClaim::HeldBy("x$1".into()),
+            RecordClaim::HeldBy("x$1".into())
+        ]
+    );
+    assert_eq!(
+        store
+            .claim_records(&t, "x$1", &ids(&[&long]), ttl, now)
+            .await
+            .unwrap(),
+        [RecordClaim::Owned],
+        "the holder keeps its 3 KB id on a retry"
+    );
+    assert!(
+        !store
+            .take_over_record(&t, "r1", "z$3", "y$2", ttl)
+            .await
+            .unwrap(),
+        "only from the blob that holds it"
+    );
+    assert!(
+        !store
+            .take_over_record(&t, &long, "z$3", "y$2", ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .take_over_record(&t, "r1", "x$1", "y$2", ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .take_over_record(&t, &long, "x$1", "y$2", ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .take_over_record(&t, &long, "x$1", "y$2", ttl)
+            .await
+            .unwrap(),
+        "a retried take-over still holds"
+    );
+    assert!(
+        store
+            .take_over_record(&t, "never-claimed", "x$1", "y$2", ttl)
+            .await
+            .unwrap(),
+        "an unclaimed record is simply taken"
+    );
+    assert_eq!(
+        store
+            .claim_records(&t, "y$2", &ids(&["r1", &long]), ttl, now)
+            .await
+            .unwrap(),
+        [RecordClaim::Owned, RecordClaim::Owned],
+        "the new holder keeps it on a retry"
+    );
+    assert_eq!(
+        store
+            .claim_records(&t, "x$1", &ids(&["r1", &long]), ttl, now)
+            .await
+            .unwrap(),
+        [
+            RecordClaim::HeldBy("y$2".into()),
+            RecordClaim::HeldBy("y$2".into())
+        ]
+    );
+
+    // The long id's claim item is keyed by its digest and owned by the new holder.
+    let pk = format!("REC#{t}#{}", shared::store::record_key(&long));
+    assert!(pk.len() < 200, "{pk}");
+    let raw = moto
+        .ddb
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AttributeValue::S(pk))
+        .key("sk", AttributeValue::S("REC".into()))
+        .send()
+        .await
+        .unwrap();
+    let item = raw.item().expect("the claim item of the 3 KB id");
+    assert_eq!(item.get("blob").unwrap().as_s().unwrap(), "y$2");
 }

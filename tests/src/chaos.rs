@@ -1251,8 +1251,22 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
     s.records_written = written.len();
     for (k, n) in &written {
         if *n > 1 {
+            let in_objects: Vec<&str> = objects
+                .iter()
+                .filter(|(_, lines)| lines.iter().any(|l| l["metadata"]["uid"].as_str() == Some(k.2.as_str())))
+                .map(|(key, _)| key.as_str())
+                .collect();
+            let mut states = Vec::new();
+            for key in &in_objects {
+                if let Some((tenant, _, _, content_id)) = events_key_parts(key)
+                    && let Ok(t) = shared::model::TenantId::parse(&tenant)
+                {
+                    let e = shared::store::StateStore::blob_entry(&stack.store(), &t, &content_id, chrono::Utc::now()).await;
+                    states.push(format!("{content_id}: {e:?}"));
+                }
+            }
             s.violations.push(format!(
-                "record {} of {}/{} written {n} times",
+                "record {} of {}/{} written {n} times: {states:?}",
                 k.2, k.0, k.1
             ));
         }

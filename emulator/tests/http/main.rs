@@ -4,6 +4,7 @@
 
 mod activity;
 mod common;
+mod date;
 mod faults;
 mod graph;
 mod token;

@@ -26,7 +26,8 @@ async fn main() -> Result<(), Error> {
     let (fetcher, apis) = (&fetcher, &apis);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let started = std::time::Instant::now();
-        apis.set_deadline(Some(deadline_from_epoch_ms(event.context.deadline)));
+        let deadline = deadline_from_epoch_ms(event.context.deadline);
+        apis.set_deadline(Some(deadline));
         let before = apis.snapshot().await;
         let messages: Vec<QueueMessage> = event
             .payload
@@ -42,7 +43,7 @@ async fn main() -> Result<(), Error> {
                     .unwrap_or(1),
             })
             .collect();
-        let report = fetcher.handle_batch(&messages).await;
+        let report = fetcher.handle_batch_until(&messages, Some(deadline)).await;
         let after = apis.snapshot().await;
         let mut metrics = Metrics::new("fetcher").with_detail(detail);
         record::fetcher_batch(&mut metrics, &messages, &report);

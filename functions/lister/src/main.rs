@@ -33,7 +33,7 @@ async fn main() -> Result<(), Error> {
             let expiring = record::certificates(&mut metrics, &after, chrono::Utc::now());
             let api = record::api_totals(&before, &after);
             let duration_ms = started.elapsed().as_millis() as u64;
-            let report = match result {
+            let mut report = match result {
                 Ok(report) => report,
                 Err(e) => {
                     metrics.emit();
@@ -42,6 +42,8 @@ async fn main() -> Result<(), Error> {
                     return Err(e.into());
                 }
             };
+            report.dead_letters =
+                lister::dead_letter_sweep(&deps.store, &deps.queue, &deps.clock, 50).await;
             record::lister_run(&mut metrics, &report);
             metrics.emit();
             tracing::info!(

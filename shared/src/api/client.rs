@@ -3,11 +3,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, DATE, RETRY_AFTER};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, DATE, HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
@@ -34,6 +35,9 @@ const MAX_ERROR_BYTES: usize = 64 * 1024;
 /// Blobs stay retrievable this long when a listing item has no `contentExpiration`.
 const DEFAULT_RETENTION_DAYS: i64 = 7;
 
+/// [`Shared::skew_ms`] before any response carried a readable `Date`.
+const NO_SKEW: i64 = i64::MIN;
+
 /// Counters shared by a client and its [`ManagementClient::with_deadline`] copies.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ApiStats {
@@ -59,6 +63,11 @@ struct Shared {
     publisher: String,
     tokens: Arc<TokenProvider>,
     stats: Mutex<ApiStats>,
+    /// Server clock minus ours in milliseconds, from the latest `Date` header; [`NO_SKEW`]
+    /// before any.
+    skew_ms: AtomicI64,
+    /// When `skew_ms` was last measured.
+    skew_at: Mutex<Option<std::time::Instant>>,
 }
 
 /// The Management Activity API client of one tenant. Cheap to clone; clones share the token
@@ -143,6 +152,8 @@ impl ManagementClient {
                 publisher,
                 tokens,
                 stats: Mutex::new(ApiStats::default()),
+                skew_ms: AtomicI64::new(NO_SKEW),
+                skew_at: Mutex::new(None),
             }),
             retry,
         }
@@ -169,6 +180,24 @@ impl ManagementClient {
     /// The token provider.
     pub fn tokens(&self) -> &Arc<TokenProvider> {
         &self.shared.tokens
+    }
+
+    /// Records the server's clock skew from a response's `Date` header; a missing or
+    /// unreadable header changes nothing.
+    fn note_server_date(&self, headers: &HeaderMap) {
+        let skew = headers
+            .get(DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| skew_ms(v, SystemTime::now()));
+        if let Some(ms) = skew {
+            self.shared.skew_ms.store(ms, Ordering::Relaxed);
+            *self
+                .shared
+                .skew_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(std::time::Instant::now());
+        }
     }
 
     /// Checks that `content_uri` is a blob of this tenant on its Management API (same scheme,
@@ -314,6 +343,7 @@ impl ManagementClient {
                     Failure::transport(call, transport_message(&e))
                 }
                 Some(Ok(response)) => {
+                    self.note_server_date(response.headers());
                     let status = response.status();
                     *self
                         .stats_lock()
@@ -639,6 +669,36 @@ impl ActivityApi for ManagementClient {
     ) -> impl Future<Output = Result<Vec<Subscription>, ApiError>> + Send {
         self.list_subscriptions_impl()
     }
+
+    fn server_skew(&self) -> Option<chrono::Duration> {
+        match self.shared.skew_ms.load(Ordering::Relaxed) {
+            NO_SKEW => None,
+            ms => chrono::Duration::try_milliseconds(ms),
+        }
+    }
+
+    fn server_skew_age(&self) -> Option<std::time::Duration> {
+        self.shared
+            .skew_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|t| t.elapsed())
+    }
+}
+
+/// Server clock minus `now` in milliseconds, from a `Date` header value (IMF-fixdate, or the
+/// obsolete RFC 850 and asctime forms). The header has one-second resolution, so the server's
+/// time is taken as the middle of that second. `None` for a value that is not an HTTP date.
+fn skew_ms(date: &str, now: SystemTime) -> Option<i64> {
+    let millis = |t: SystemTime| -> Option<i64> {
+        match t.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).ok(),
+            Err(e) => i64::try_from(e.duration().as_millis()).ok().map(|m| -m),
+        }
+    };
+    let server = millis(httpdate::parse_http_date(date.trim()).ok()?)?;
+    let skew = server.checked_add(500)?.checked_sub(millis(now)?)?;
+    (skew != NO_SKEW).then_some(skew)
 }
 
 /// The content type named inside a content id (`…$audit_sharepoint$Audit_SharePoint$…`).
@@ -849,6 +909,45 @@ mod tests {
         assert_eq!(parse_time("2015-05-23T17:35:00.000"), Some(t));
         assert_eq!(parse_time("2015-05-23T17:35:00"), Some(t));
         assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn server_skew_from_the_date_header() {
+        let at = |secs: u64, ms: u64| {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms)
+        };
+        // Sun, 06 Nov 1994 08:49:37 GMT = 784111777.
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(skew_ms(date, at(784_111_777, 0)), Some(500));
+        assert_eq!(skew_ms(date, at(784_111_777, 500)), Some(0));
+        assert_eq!(skew_ms(date, at(784_111_957, 500)), Some(-180_000));
+        assert_eq!(skew_ms(date, at(784_111_597, 500)), Some(180_000));
+        assert_eq!(skew_ms(&format!(" {date} "), at(784_111_777, 500)), Some(0));
+        // The obsolete forms a recipient must accept.
+        assert_eq!(
+            skew_ms("Sunday, 06-Nov-94 08:49:37 GMT", at(784_111_777, 500)),
+            Some(0)
+        );
+        assert_eq!(
+            skew_ms("Sun Nov  6 08:49:37 1994", at(784_111_777, 500)),
+            Some(0)
+        );
+        // Far in the future or before our epoch-based now: still a number, no overflow.
+        assert_eq!(
+            skew_ms("Fri, 31 Dec 9999 23:59:59 GMT", SystemTime::UNIX_EPOCH),
+            Some(253_402_300_799_500)
+        );
+        // Not dates.
+        for garbage in [
+            "",
+            "yesterday",
+            "2026-03-02T10:00:00Z",
+            "Mon, 32 Mar 2026 10:00:00 GMT",
+            "Mon, 02 Mar 2026 25:00:00 GMT",
+            "Mon, 02 Mar 2026 10:00:00 +0100",
+        ] {
+            assert_eq!(skew_ms(garbage, SystemTime::now()), None, "{garbage:?}");
+        }
     }
 
     #[test]

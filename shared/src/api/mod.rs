@@ -15,7 +15,9 @@
 //! - AF429 (HTTP 403), 429, 5xx, timeouts and dropped connections are retried with full-jitter
 //!   backoff or the server's `Retry-After`, never sleeping past the deadline; a 401 drops the
 //!   cached token and retries once;
-//! - every error has a class ([`ErrorClass`]) and a fix.
+//! - every error has a class ([`ErrorClass`]) and a fix;
+//! - the `Date` header of every response, success or error, gives the server's clock skew
+//!   ([`ActivityApi::server_skew`]).
 
 mod body;
 pub(crate) mod client;
@@ -91,6 +93,17 @@ pub trait ActivityApi: Send + Sync {
     fn list_subscriptions(
         &self,
     ) -> impl Future<Output = Result<Vec<Subscription>, ApiError>> + Send;
+
+    /// Microsoft's clock minus ours, from the `Date` header of the latest response (`None`
+    /// before any response carried one). "Now" for the service is local time plus this.
+    fn server_skew(&self) -> Option<chrono::Duration> {
+        None
+    }
+
+    /// How long ago [`ActivityApi::server_skew`] was measured (`None`: never).
+    fn server_skew_age(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// The HTTP client every Management API and token call must use: no redirects followed (a

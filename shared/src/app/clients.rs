@@ -1,6 +1,8 @@
 //! The production [`ApiProvider`]: one Management API client per tenant, built from the
 //! tenant's credential reference on first use and kept for the life of the process (a warm
-//! Lambda reuses its tokens).
+//! Lambda reuses its tokens). The token provider reads the credential again from its reference
+//! when Entra refuses it or when it is older than the credential TTL, so a rotated secret or
+//! certificate is picked up without a restart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{ApiProvider, SetupError};
 use crate::api::{ApiStats, ManagementClient};
-use crate::auth::{Credential, TokenProvider};
+use crate::auth::{AuthError, Credential, CredentialFuture, CredentialSource, TokenProvider};
 use crate::model::{CredentialRef, Tenant, TenantId};
 use crate::retry::RetryPolicy;
 use crate::secrets::SecretLoader;
@@ -27,7 +29,7 @@ pub struct ClientSnapshot {
 /// Builds and caches per-tenant clients.
 pub struct TenantClients<L> {
     http: reqwest::Client,
-    loader: L,
+    loader: Arc<L>,
     retry: RetryPolicy,
     deadline: std::sync::Mutex<Option<Instant>>,
     cache: tokio::sync::Mutex<HashMap<TenantId, (Tenant, Arc<ManagementClient>)>>,
@@ -45,7 +47,7 @@ impl<L: SecretLoader> TenantClients<L> {
     pub fn new(http: reqwest::Client, loader: L, retry: RetryPolicy) -> Self {
         TenantClients {
             http,
-            loader,
+            loader: Arc::new(loader),
             retry,
             deadline: std::sync::Mutex::new(None),
             cache: tokio::sync::Mutex::new(HashMap::new()),
@@ -96,33 +98,69 @@ impl<L: SecretLoader> TenantClients<L> {
 }
 
 /// The token provider of `tenant`: its credential loaded through `loader` (client secret, or
-/// certificate PEM). Shared by the Management API and Graph client providers.
+/// certificate PEM), and read again through it after a refusal or once older than the
+/// provider's credential TTL. Shared by the Management API and Graph client providers.
 ///
 /// # Errors
 /// [`SetupError`] when the credential cannot be loaded or read.
 pub(crate) async fn token_provider<L: SecretLoader>(
     http: &reqwest::Client,
-    loader: &L,
+    loader: &Arc<L>,
     tenant: &Tenant,
 ) -> Result<TokenProvider, SetupError> {
-    let setup = |message: String| SetupError {
+    let source = StoredCredential {
+        loader: loader.clone(),
+        reference: tenant.credential.clone(),
+    };
+    let credential = source.read().await.map_err(|e| SetupError {
         tenant: tenant.id.to_string(),
-        message,
-    };
-    let credential = match &tenant.credential {
-        CredentialRef::Secret { secret } => {
-            let s = loader
-                .load(secret)
-                .await
-                .map_err(|e| setup(e.to_string()))?;
-            Credential::secret(s.expose().to_owned())
+        message: match e {
+            AuthError::Source { message, .. } => message,
+            other => other.to_string(),
+        },
+    })?;
+    Ok(TokenProvider::new(http.clone(), tenant, credential).with_source(Arc::new(source)))
+}
+
+/// A tenant's credential as its reference says: loaded through a [`SecretLoader`] and parsed.
+struct StoredCredential<L> {
+    loader: Arc<L>,
+    reference: CredentialRef,
+}
+
+impl<L> std::fmt::Debug for StoredCredential<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredential")
+            .field("reference", &self.reference)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: SecretLoader> StoredCredential<L> {
+    /// Loads and parses the credential: [`AuthError::Source`] when it cannot be read,
+    /// [`AuthError::Credential`] when it is unusable.
+    async fn read(&self) -> Result<Credential, AuthError> {
+        let source = |e: crate::secrets::SecretError| AuthError::Source {
+            retryable: e.retryable,
+            message: e.to_string(),
+        };
+        match &self.reference {
+            CredentialRef::Secret { secret } => {
+                let s = self.loader.load(secret).await.map_err(source)?;
+                Ok(Credential::secret(s.expose().to_owned()))
+            }
+            CredentialRef::Certificate { pem, alg } => {
+                let s = self.loader.load(pem).await.map_err(source)?;
+                Credential::certificate_from_pem(s.expose(), *alg)
+            }
         }
-        CredentialRef::Certificate { pem, alg } => {
-            let s = loader.load(pem).await.map_err(|e| setup(e.to_string()))?;
-            Credential::certificate_from_pem(s.expose(), *alg).map_err(|e| setup(e.to_string()))?
-        }
-    };
-    Ok(TokenProvider::new(http.clone(), tenant, credential))
+    }
+}
+
+impl<L: SecretLoader> CredentialSource for StoredCredential<L> {
+    fn load(&self) -> CredentialFuture<'_> {
+        Box::pin(self.read())
+    }
 }
 
 impl<L: SecretLoader> ApiProvider for TenantClients<L> {

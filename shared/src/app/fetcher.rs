@@ -20,12 +20,12 @@ use tokio::time::Instant;
 
 use super::{ApiProvider, Clock};
 use crate::api::{ActivityApi, ErrorClass};
-use crate::jsonarray::{ArraySplitter, SplitError};
+use crate::jsonarray::{ArraySplitter, Item, SplitError};
 use crate::model::{BlobState, FetchJob, LedgerEntry, Tenant, TenantId};
 use crate::normalize;
 use crate::queue::DeadLetters;
 use crate::sink::{ObjectMeta, ObjectSink, ObjectWriter};
-use crate::store::StateStore;
+use crate::store::{RecordClaim, StateStore};
 
 /// How long a record `Id` claim outlives its blob's expiry: Microsoft re-delivers records
 /// days later (fact sheet §2.5), never after the blob it came in has long expired.
@@ -38,6 +38,10 @@ pub struct FetcherSettings {
     pub max_receives: u32,
     /// Largest blob accepted, in bytes.
     pub max_blob_bytes: usize,
+    /// Largest record normalized, in bytes; a larger one is quarantined (kept in the raw
+    /// archive, listed in a quarantine object with its reason) and the rest of the blob is
+    /// written.
+    pub max_record_bytes: usize,
     /// Jobs of a batch processed at once.
     pub concurrency: usize,
     /// How long the tenant list is cached.
@@ -48,6 +52,16 @@ pub struct FetcherSettings {
     /// is written once (one conditional write per record). Off: records are de-duplicated
     /// inside each blob only, and a downstream query de-duplicates by `metadata.uid`.
     pub cross_blob_dedupe: bool,
+    /// No job starts with less than this left before the invocation's deadline, and a job
+    /// still running this close to it is stopped (and retried in a new invocation), so the
+    /// fetcher always answers before Lambda kills it.
+    pub deadline_margin: StdDuration,
+    /// How long a record claim held by a blob still being fetched is waited for before the
+    /// job is retried later (the holder is usually in the same batch).
+    pub holder_wait: StdDuration,
+    /// A blob claimed, enqueued or re-driven this long ago without finishing is abandoned:
+    /// its record claims may be taken over.
+    pub abandoned_after: chrono::Duration,
 }
 
 impl Default for FetcherSettings {
@@ -55,10 +69,14 @@ impl Default for FetcherSettings {
         FetcherSettings {
             max_receives: 5,
             max_blob_bytes: 512 * 1024 * 1024,
+            max_record_bytes: MAX_RECORD_BYTES,
             concurrency: 4,
             tenant_cache_ttl: StdDuration::from_secs(300),
             archive_raw: true,
             cross_blob_dedupe: true,
+            deadline_margin: StdDuration::from_secs(10),
+            holder_wait: StdDuration::from_secs(20),
+            abandoned_after: chrono::Duration::hours(1),
         }
     }
 }
@@ -90,6 +108,8 @@ pub enum JobOutcome {
         duplicates: u64,
         /// Records dropped because another blob already wrote their `Id`.
         cross_blob_duplicates: u64,
+        /// Records too large to process, listed in the blob's quarantine object.
+        quarantined: u64,
         /// Compressed bytes put to the sink (events and raw archive).
         bytes: u64,
         /// Ingestion lag (received − event time) of the records written.
@@ -226,6 +246,9 @@ impl<S, K, D, P, C> std::fmt::Debug for Fetcher<S, K, D, P, C> {
 enum Failure {
     /// Can never succeed: dead-letter now.
     Permanent(String),
+    /// Cannot succeed as configured (a blob over the size limit): dead-letter now, and let
+    /// the sweep try again later (a raised limit, a redrive).
+    Parked(String),
     /// May succeed later: retry until `max_receives`.
     Transient(String),
 }
@@ -262,8 +285,20 @@ where
 
     /// Processes a batch; the report says which messages must stay on the queue.
     pub async fn handle_batch(&self, messages: &[QueueMessage]) -> BatchReport {
+        self.handle_batch_until(messages, None).await
+    }
+
+    /// Processes a batch before `deadline` (the invocation's): a job is started only with
+    /// [`FetcherSettings::deadline_margin`] left, and one still running at the margin is
+    /// stopped; both are reported for redelivery, so the invocation always answers and no
+    /// job is left to SQS's own redrive.
+    pub async fn handle_batch_until(
+        &self,
+        messages: &[QueueMessage],
+        deadline: Option<Instant>,
+    ) -> BatchReport {
         let outcomes: Vec<(String, JobOutcome)> = futures_util::stream::iter(messages)
-            .map(|m| async move { (m.id.clone(), self.handle(m).await) })
+            .map(|m| async move { (m.id.clone(), self.handle_until(m, deadline).await) })
             .buffered(self.settings.concurrency.max(1))
             .collect()
             .await;
@@ -272,6 +307,24 @@ where
 
     /// Processes one message.
     pub async fn handle(&self, message: &QueueMessage) -> JobOutcome {
+        self.handle_until(message, None).await
+    }
+
+    /// Processes one message before `deadline` (see [`Fetcher::handle_batch_until`]).
+    pub async fn handle_until(
+        &self,
+        message: &QueueMessage,
+        deadline: Option<Instant>,
+    ) -> JobOutcome {
+        let stop = deadline.map(|d| d.checked_sub(self.settings.deadline_margin).unwrap_or(d));
+        if let Some(stop) = stop
+            && Instant::now() >= stop
+        {
+            // Not started: back to the queue untouched (no download, no ledger write).
+            return JobOutcome::Retry {
+                reason: "not started: the invocation's time was nearly up".into(),
+            };
+        }
         let job = match FetchJob::parse(&message.body) {
             Ok(j) => j,
             Err(e) => {
@@ -284,7 +337,17 @@ where
                     .await;
             }
         };
-        match self.process(&job).await {
+        let processed = match stop {
+            None => self.process(&job).await,
+            Some(stop) => match tokio::time::timeout_at(stop, self.process(&job)).await {
+                Ok(r) => r,
+                Err(_) => Err(Failure::Transient(format!(
+                    "blob {} did not finish before the function's deadline; it is retried in a new invocation (if this repeats, give the fetcher more memory — and so CPU — or a longer timeout)",
+                    job.content_id
+                ))),
+            },
+        };
+        match processed {
             Ok(outcome) => {
                 if let JobOutcome::Written {
                     records,
@@ -294,7 +357,7 @@ where
                     ..
                 } = &outcome
                 {
-                    tracing::info!(tenant = %job.tenant_id, content_type = %job.content_type,
+                    tracing::debug!(tenant = %job.tenant_id, content_type = %job.content_type,
                         content_id = %job.content_id, records, duplicates, cross_blob_duplicates,
                         objects = keys.len(), "blob written");
                 }
@@ -310,19 +373,20 @@ where
         job: Option<&FetchJob>,
         failure: Failure,
     ) -> JobOutcome {
-        let (reason, permanent) = match failure {
-            Failure::Permanent(r) => (r, true),
-            Failure::Transient(r) => (r, false),
+        let (reason, permanent, parked) = match failure {
+            Failure::Permanent(r) => (r, true, false),
+            Failure::Parked(r) => (r, false, true),
+            Failure::Transient(r) => (r, false, false),
         };
         let tenant = job.map(|j| j.tenant_id.to_string()).unwrap_or_default();
         let content_id = job.map(|j| j.content_id.clone()).unwrap_or_default();
-        if !permanent && message.receive_count < self.settings.max_receives {
+        if !permanent && !parked && message.receive_count < self.settings.max_receives {
             tracing::warn!(message_id = %message.id, tenant = %tenant, content_id = %content_id,
                 attempt = message.receive_count, max = self.settings.max_receives, reason = %reason,
                 "job failed; it will be retried");
             return JobOutcome::Retry { reason };
         }
-        let reason = if permanent {
+        let reason = if permanent || parked {
             reason
         } else {
             format!("gave up after {} attempts: {reason}", message.receive_count)
@@ -333,12 +397,22 @@ where
             return JobOutcome::Retry { reason };
         }
         if let Some(job) = job {
+            // The ledger keeps driving a failure that may heal (the sweep retries it with a
+            // growing back-off until Microsoft expires the blob); one that never can stays
+            // failed, reported.
+            let now = self.clock.now();
+            let previous = self
+                .store
+                .blob_entry(&job.tenant_id, &job.content_id, now)
+                .await
+                .ok()
+                .flatten();
+            let attempts = previous.as_ref().map_or(0, |e| e.attempts);
             let entry = LedgerEntry {
-                state: BlobState::Failed,
-                updated_at: self.clock.now(),
-                records: None,
-                object_key: None,
-                reason: Some(reason.clone()),
+                attempts,
+                listed_at: previous.as_ref().and_then(|e| e.listed_at),
+                next_attempt_at: (!permanent).then(|| now + crate::model::retry_backoff(attempts)),
+                ..LedgerEntry::new(BlobState::Failed, now).because(reason.clone())
             };
             if let Err(e) = self
                 .store
@@ -379,17 +453,20 @@ where
             )));
         };
         let blob = job.blob();
-        if let Some(entry) = self
+        let previous = self
             .store
             .blob_entry(&job.tenant_id, &job.content_id, now)
             .await
-            .map_err(|e| Failure::Transient(e.to_string()))?
-            && matches!(entry.state, BlobState::Done | BlobState::Expired)
+            .map_err(|e| Failure::Transient(e.to_string()))?;
+        if let Some(entry) = &previous
+            && entry.state.is_terminal()
         {
             return Ok(JobOutcome::AlreadyDone {
                 content_id: job.content_id.clone(),
             });
         }
+        let listed_at = previous.as_ref().and_then(|e| e.listed_at);
+        let attempts = previous.as_ref().map_or(0, |e| e.attempts);
         let api: Arc<P::Api> = self
             .apis
             .api(&tenant)
@@ -401,11 +478,9 @@ where
                 return match e.class() {
                     ErrorClass::Expired => {
                         let entry = LedgerEntry {
-                            state: BlobState::Expired,
-                            updated_at: now,
-                            records: None,
-                            object_key: None,
-                            reason: Some(e.to_string()),
+                            listed_at,
+                            attempts,
+                            ..LedgerEntry::new(BlobState::Expired, now).because(e.to_string())
                         };
                         self.store
                             .set_blob_state(&job.tenant_id, &blob, &entry)
@@ -428,7 +503,7 @@ where
         if let Some(n) = body.content_length()
             && n > u64::try_from(limit).unwrap_or(u64::MAX)
         {
-            return Err(too_large(job, Some(n), limit));
+            return Err(too_large(job, Some(n), limit, None));
         }
         let ctx = normalize::Context {
             tenant_id: job.tenant_id.as_str(),
@@ -456,23 +531,61 @@ where
             seen: HashSet::new(),
             ids: IdDigest::new(),
             stats: BlobStats::default(),
+            holders: HashMap::new(),
+            quarantined: Vec::new(),
+            ms_now: received_at
+                + super::skew_against(api.as_ref(), received_at).unwrap_or_default(),
         };
         let streamed = self.stream_blob(body, &mut run, &mut out).await;
-        let stats = match streamed {
-            Ok(()) => run.stats,
-            Err(f) => {
-                out.abort().await;
-                return Err(f);
-            }
-        };
-        // Durable first: the raw archive, then the events, then the ledger.
-        let (keys, bytes_written) = out.finish().await?;
+        if let Err(f) = streamed {
+            out.abort().await;
+            return Err(f);
+        }
+        let quarantined = std::mem::take(&mut run.quarantined);
+        let stats = run.stats;
+        // Durable first: the raw archive, then the events, the quarantine list, then the
+        // ledger.
+        let raw_kept = out.raw.as_ref().map(|r| r.out.key().to_owned());
+        let (mut keys, bytes_written) = out.finish(&self.sink).await?;
+        if !quarantined.is_empty() {
+            let key = quarantine_key(job);
+            let body = serde_json::json!({
+                "contentId": job.content_id,
+                "contentUri": job.content_uri,
+                "contentCreated": job.content_created.to_rfc3339(),
+                "rawArchive": raw_kept,
+                "records": quarantined.iter().map(|(index, bytes)| serde_json::json!({
+                    "index": index,
+                    "bytes": bytes,
+                    "reason": format!(
+                        "record larger than {} bytes, the most one record may hold: not normalized; {}",
+                        self.settings.max_record_bytes,
+                        if raw_kept.is_some() { "its bytes are in the raw archive" } else { "ARCHIVE_RAW is off, so its bytes were not kept" }
+                    ),
+                })).collect::<Vec<_>>(),
+            });
+            self.sink
+                .put(
+                    &key,
+                    bytes::Bytes::from(body.to_string()),
+                    &ObjectMeta {
+                        content_type: "application/json",
+                        content_encoding: None,
+                    },
+                )
+                .await
+                .map_err(|e| Failure::Transient(e.to_string()))?;
+            tracing::warn!(tenant = %job.tenant_id, content_id = %job.content_id,
+                records = quarantined.len(), key = %key,
+                "records too large to process were quarantined; the rest of the blob is written");
+            keys.push(key);
+        }
         let entry = LedgerEntry {
-            state: BlobState::Done,
-            updated_at: self.clock.now(),
             records: Some(stats.written),
             object_key: keys.first().cloned(),
-            reason: None,
+            listed_at,
+            attempts,
+            ..LedgerEntry::new(BlobState::Done, self.clock.now())
         };
         self.store
             .set_blob_state(&job.tenant_id, &blob, &entry)
@@ -484,6 +597,7 @@ where
             records: stats.written,
             duplicates: stats.duplicates,
             cross_blob_duplicates: stats.cross_blob,
+            quarantined: quarantined.len() as u64,
             bytes: bytes_written,
             lag: crate::metrics::LagSample::from_lags(stats.lags),
         })
@@ -499,7 +613,7 @@ where
         out: &mut Outputs<'s, K>,
     ) -> Result<(), Failure> {
         let limit = self.settings.max_blob_bytes;
-        let mut splitter = ArraySplitter::new(MAX_RECORD_BYTES);
+        let mut splitter = ArraySplitter::new(self.settings.max_record_bytes);
         let mut broken: Option<SplitError> = None;
         let mut pending: Vec<serde_json::Value> = Vec::new();
         let mut received = 0u64;
@@ -511,20 +625,22 @@ where
             })?;
             received += chunk.len() as u64;
             if received > u64::try_from(limit).unwrap_or(u64::MAX) {
-                return Err(too_large(run.job, None, limit));
+                // Keep what arrived (the raw archive is always completed), write no events.
+                let kept = match out.raw.take() {
+                    Some(raw) => raw.finish().await.ok().map(|(key, _)| key),
+                    None => None,
+                };
+                return Err(too_large(run.job, None, limit, kept));
             }
             if let Some(raw) = out.raw.as_mut() {
                 raw.write(&chunk).await?;
             }
             if broken.is_none()
-                && let Err(e) = splitter.push(&chunk, |element| pending.push(parse_record(element)))
+                && let Err(e) = splitter.push_items(&chunk, |item| match item {
+                    Item::Element(element) => pending.push(parse_record(element)),
+                    Item::Oversized { index, bytes } => run.quarantined.push((index, bytes)),
+                })
             {
-                if let SplitError::ElementTooLarge { index, limit } = e {
-                    return Err(Failure::Permanent(format!(
-                        "blob {}: record {index} is larger than {limit} bytes, the most one record may hold; the blob as received is kept under raw/ when ARCHIVE_RAW is on",
-                        run.job.content_id
-                    )));
-                }
                 broken = Some(e);
             }
             if pending.len() >= CLAIM_BATCH {
@@ -581,7 +697,7 @@ where
         if !self.settings.cross_blob_dedupe {
             ids.clear();
         }
-        let owned = self
+        let claims = self
             .store
             .claim_records(
                 &run.job.tenant_id,
@@ -592,12 +708,14 @@ where
             )
             .await
             .map_err(|e| Failure::Transient(e.to_string()))?;
-        let not_owned: HashSet<&str> = ids
-            .iter()
-            .zip(owned.iter())
-            .filter(|(_, o)| !**o)
-            .map(|(id, _)| id.as_str())
-            .collect();
+        let mut not_owned: HashSet<&str> = HashSet::new();
+        for (id, claim) in ids.iter().zip(claims) {
+            if let RecordClaim::HeldBy(holder) = claim
+                && !self.take_over_if_lost(run, id, holder).await?
+            {
+                not_owned.insert(id.as_str());
+            }
+        }
         for (k, r) in keep.iter_mut().zip(records.iter()) {
             if *k
                 && let Some(id) = r.get("Id").and_then(|v| v.as_str())
@@ -640,6 +758,119 @@ where
     }
 }
 
+impl<S, K, D, P, C> Fetcher<S, K, D, P, C>
+where
+    S: StateStore,
+    K: ObjectSink,
+    D: DeadLetters,
+    P: ApiProvider,
+    C: Clock,
+{
+    /// A record this blob holds a copy of is claimed by `holder`. It is skipped only when the
+    /// holder is done (its copy is written). A holder that failed, expired or was abandoned
+    /// would lose the record with it: this blob takes the claim over and writes the record.
+    /// A holder still being fetched is waited for a little (usually it is in the same batch);
+    /// then this job is retried later. Returns whether this blob now holds the record.
+    async fn take_over_if_lost(
+        &self,
+        run: &mut BlobRun<'_>,
+        record_id: &str,
+        holder: String,
+    ) -> Result<bool, Failure> {
+        let tenant = &run.job.tenant_id;
+        let mut holder = holder;
+        let started = Instant::now();
+        for _ in 0..3 {
+            let decision = match run.holders.get(&holder) {
+                Some(d) => *d,
+                None => loop {
+                    let entry = self
+                        .store
+                        .blob_entry(tenant, &holder, self.clock.now())
+                        .await
+                        .map_err(|e| Failure::Transient(e.to_string()))?;
+                    let d = match entry {
+                        Some(e) if e.state == BlobState::Done => Holder::Done,
+                        // Claimed or re-driven (on Microsoft's clock, as the lister
+                        // writes it) not long ago: still on its way.
+                        Some(e)
+                            if matches!(e.state, BlobState::Pending | BlobState::Enqueued)
+                                && run.ms_now - e.updated_at < self.settings.abandoned_after =>
+                        {
+                            Holder::Busy
+                        }
+                        // Failed, expired, abandoned or gone from the ledger.
+                        _ => Holder::Lost,
+                    };
+                    if d != Holder::Busy || started.elapsed() >= self.settings.holder_wait {
+                        break d;
+                    }
+                    tokio::time::sleep(StdDuration::from_millis(500)).await;
+                },
+            };
+            run.holders.insert(holder.clone(), decision);
+            match decision {
+                Holder::Done => return Ok(false),
+                Holder::Busy => {
+                    return Err(Failure::Transient(format!(
+                        "record {} of blob {} is also in blob {holder}, which is still being fetched; this blob is retried once that one is done or has failed",
+                        crate::store::record_key(record_id),
+                        run.job.content_id
+                    )));
+                }
+                Holder::Lost => {
+                    if self
+                        .store
+                        .take_over_record(
+                            tenant,
+                            record_id,
+                            &holder,
+                            &run.job.content_id,
+                            run.claim_until,
+                        )
+                        .await
+                        .map_err(|e| Failure::Transient(e.to_string()))?
+                    {
+                        run.stats.taken_over += 1;
+                        return Ok(true);
+                    }
+                    // Someone else took it first: look at the new holder.
+                    let again = self
+                        .store
+                        .claim_records(
+                            tenant,
+                            &run.job.content_id,
+                            &[record_id.to_owned()],
+                            run.claim_until,
+                            run.now,
+                        )
+                        .await
+                        .map_err(|e| Failure::Transient(e.to_string()))?;
+                    match again.into_iter().next() {
+                        Some(RecordClaim::HeldBy(h)) => holder = h,
+                        _ => return Ok(true),
+                    }
+                }
+            }
+        }
+        Err(Failure::Transient(format!(
+            "the claim on a record of blob {} kept changing hands; retried later",
+            run.job.content_id
+        )))
+    }
+}
+
+/// What the blob holding a record's claim means for another blob with a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    /// Done: its copy is written; skip ours.
+    Done,
+    /// Still being fetched: wait for it.
+    Busy,
+    /// Failed, expired or abandoned: take the claim over.
+    Lost,
+}
+
 /// Records parsed between two rounds of record claims.
 const CLAIM_BATCH: usize = 500;
 
@@ -649,14 +880,40 @@ pub const MAX_RECORD_BYTES: usize = 32 * 1024 * 1024;
 /// Compressed bytes gathered before they are handed to the object writer.
 const DRAIN_BYTES: usize = 256 * 1024;
 
-fn too_large(job: &FetchJob, announced: Option<u64>, limit: usize) -> Failure {
-    Failure::Permanent(format!(
-        "blob {} is larger than the limit of {limit} bytes{}; raise FETCHER_MAX_BLOB_MB (Lambda) if such blobs are expected",
+fn too_large(
+    job: &FetchJob,
+    announced: Option<u64>,
+    limit: usize,
+    kept: Option<String>,
+) -> Failure {
+    Failure::Parked(format!(
+        "blob {} is larger than the limit of {limit} bytes{}; {}raise FETCHER_MAX_BLOB_MB and run `o365-collector redrive` — the blob is retried later until Microsoft expires it",
         job.content_id,
         announced
             .map(|n| format!(" (it announced {n} bytes)"))
+            .unwrap_or_default(),
+        kept.map(|k| format!("the bytes received up to the limit are kept at {k}; "))
             .unwrap_or_default()
     ))
+}
+
+/// A gzip stream of nothing (an events object with no events).
+fn empty_gzip() -> Vec<u8> {
+    GzEncoder::new(Vec::new(), Compression::default())
+        .finish()
+        .unwrap_or_default()
+}
+
+/// The key of a blob's quarantine object: the records that could not be processed, with
+/// their reason (the records themselves are in the raw archive).
+pub fn quarantine_key(job: &FetchJob) -> String {
+    format!(
+        "quarantine/tenant_id={}/content_type={}/date={}/{}.json",
+        job.tenant_id,
+        job.content_type.as_str(),
+        job.content_created.format("%Y-%m-%d"),
+        encoded_id(job)
+    )
 }
 
 /// One element of a blob as a record: its JSON, or (not valid JSON, e.g. invalid UTF-8) its
@@ -674,6 +931,8 @@ struct BlobStats {
     written: u64,
     duplicates: u64,
     cross_blob: u64,
+    /// Records whose claim was taken over from a failed, expired or abandoned blob.
+    taken_over: u64,
     lags: Vec<u64>,
 }
 
@@ -689,6 +948,12 @@ struct BlobRun<'a> {
     seen: HashSet<u128>,
     ids: IdDigest,
     stats: BlobStats,
+    /// What each holder of a record claim was found to be (read once per blob).
+    holders: HashMap<String, Holder>,
+    /// Records too large to process: position in the array and size in bytes.
+    quarantined: Vec<(usize, u64)>,
+    /// Microsoft's "now" when the blob arrived (the clock ledger claims are written on).
+    ms_now: chrono::DateTime<chrono::Utc>,
 }
 
 /// 128-bit digests of record ids under two random SipHash keys: two different ids of one blob
@@ -765,9 +1030,13 @@ struct Outputs<'a, K: ObjectSink> {
 
 impl<'a, K: ObjectSink> Outputs<'a, K> {
     /// Completes the raw archive, then every events object (in date order). Returns the keys
-    /// (raw first) and the compressed bytes written.
-    async fn finish(self) -> Result<(Vec<String>, u64), Failure> {
+    /// (raw first) and the compressed bytes written. When one fails, the events objects this
+    /// attempt already completed are emptied again: a blob that failed leaves no events
+    /// behind, so another blob holding a copy of its records may take them over without a
+    /// duplicate.
+    async fn finish(self, sink: &K) -> Result<(Vec<String>, u64), Failure> {
         let Outputs { raw, events } = self;
+        let raw_key = raw.as_ref().map(|r| r.out.key().to_owned());
         let mut keys = Vec::new();
         let mut bytes = 0u64;
         let mut rest: Vec<GzObject<'a, K>> = events.into_values().collect();
@@ -786,6 +1055,21 @@ impl<'a, K: ObjectSink> Outputs<'a, K> {
                     writer.abort().await;
                     for o in rest {
                         o.out.abort().await;
+                    }
+                    for key in keys.iter().filter(|k| Some(*k) != raw_key.as_ref()) {
+                        if let Err(e) = sink
+                            .put(
+                                key,
+                                bytes::Bytes::from(empty_gzip()),
+                                &ObjectMeta {
+                                    content_type: "application/x-ndjson",
+                                    content_encoding: Some("gzip"),
+                                },
+                            )
+                            .await
+                        {
+                            tracing::warn!(key = %key, error = %e, "could not empty a partly written blob's events object; its retry rewrites it");
+                        }
                     }
                     return Err(failure);
                 }
@@ -1194,7 +1478,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(owned, [true]);
+        assert_eq!(owned, [RecordClaim::Owned]);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -1242,8 +1526,264 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(owned, [true, true]);
+        assert_eq!(owned, [RecordClaim::Owned, RecordClaim::Owned]);
         assert_eq!(lines(&sink.get(first_key).await.unwrap().unwrap()).len(), 2);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn failing_blob(n: usize) -> Vec<Vec<u8>> {
+        // n records, then the blob is cut short: the first claim batch is claimed (and
+        // written) before the failure shows.
+        let records: Vec<String> = (0..n).map(|i| format!(r#"{{"Id":"r{i}"}}"#)).collect();
+        vec![
+            format!("[{}", records.join(",")).into_bytes(),
+            b",{\"Id\":\"r-cut".to_vec(),
+        ]
+    }
+
+    /// Finding 2: blob X claims record R, then fails for good; blob Y holds a copy of R and
+    /// must write it (it used to skip it because X owned the claim).
+    #[tokio::test]
+    async fn a_record_claimed_by_a_blob_that_failed_for_good_is_written_by_the_other_copy() {
+        let (f, api, dead, sink, dir) = setup().await;
+        let t = Utc::now() - Duration::hours(1);
+        api.add_raw(ContentType::SharePoint, "x$1$sp", t, failing_blob(700));
+        let r = |id: &str| serde_json::json!({"Id": id});
+        api.add(
+            ContentType::SharePoint,
+            "y$2$sp",
+            t,
+            vec![r("r10"), r("new")],
+        );
+        for attempt in 1..=3 {
+            let mut m = job_for(&api, "x$1$sp");
+            m.receive_count = attempt;
+            let o = f.handle(&m).await;
+            assert_eq!(o.is_retry(), attempt < 3, "{o:?}");
+        }
+        assert_eq!(
+            dead.dead_letters().len(),
+            1,
+            "dead-lettered with its reason"
+        );
+        let tenant = TenantId::parse(TENANT).unwrap();
+        let x = f
+            .store()
+            .blob_entry(&tenant, "x$1$sp", Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(x.state, BlobState::Failed);
+        assert!(x.next_attempt_at.is_some(), "the sweep retries it later");
+        let JobOutcome::Written {
+            records,
+            cross_blob_duplicates,
+            ..
+        } = f.handle(&job_for(&api, "y$2$sp")).await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (records, cross_blob_duplicates),
+            (2, 0),
+            "r10 is not lost with x"
+        );
+        let uids: Vec<String> = events_of(&dir)
+            .iter()
+            .map(|e| e["metadata"]["uid"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(uids.iter().filter(|u| *u == "r10").count(), 1, "{uids:?}");
+        let _ = sink;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A holder that expired upstream loses its claims too; one still being fetched is waited
+    /// for (the job is retried), one that is done keeps them.
+    #[tokio::test]
+    async fn record_claims_follow_the_state_of_the_blob_that_holds_them() {
+        let (f, api, _, _, dir) = setup_with(FetcherSettings {
+            max_receives: 3,
+            holder_wait: StdDuration::from_millis(0),
+            ..FetcherSettings::default()
+        })
+        .await;
+        let tenant = TenantId::parse(TENANT).unwrap();
+        let t = Utc::now() - Duration::hours(1);
+        let r = |id: &str| serde_json::json!({"Id": id});
+        api.add(ContentType::Exchange, "busy$1", t, vec![]);
+        api.add(ContentType::Exchange, "gone$2", t, vec![]);
+        api.add(
+            ContentType::Exchange,
+            "y$3",
+            t,
+            vec![r("held-by-busy"), r("held-by-gone")],
+        );
+        let exp = Utc::now() + Duration::days(8);
+        let blob = |id: &str| {
+            api.blobs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(b, _)| b.content_id == id)
+                .unwrap()
+                .0
+                .clone()
+        };
+        f.store()
+            .claim_blob(&tenant, &blob("busy$1"), Utc::now())
+            .await
+            .unwrap();
+        f.store()
+            .set_blob_state(
+                &tenant,
+                &blob("gone$2"),
+                &LedgerEntry::new(BlobState::Expired, Utc::now()).because("AF20051"),
+            )
+            .await
+            .unwrap();
+        for (holder, id) in [("busy$1", "held-by-busy"), ("gone$2", "held-by-gone")] {
+            f.store()
+                .claim_records(&tenant, holder, &[id.into()], exp, Utc::now())
+                .await
+                .unwrap();
+        }
+        let o = f.handle(&job_for(&api, "y$3")).await;
+        let JobOutcome::Retry { reason } = &o else {
+            panic!("{o:?}")
+        };
+        assert!(
+            reason.contains("busy$1") && reason.contains("still being fetched"),
+            "{reason}"
+        );
+        // The busy holder finishes: its copy is written, ours is a duplicate.
+        f.store()
+            .set_blob_state(
+                &tenant,
+                &blob("busy$1"),
+                &LedgerEntry::new(BlobState::Done, Utc::now()),
+            )
+            .await
+            .unwrap();
+        let JobOutcome::Written {
+            records,
+            cross_blob_duplicates,
+            ..
+        } = f.handle(&job_for(&api, "y$3")).await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (records, cross_blob_duplicates),
+            (1, 1),
+            "held-by-gone taken over"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Finding 6: the fetcher never runs into Lambda's timeout: a job is not started too close
+    /// to the deadline, and a slow one is stopped in time and retried; at its last receive it
+    /// is dead-lettered with the reason and stays open in the ledger for the sweep.
+    #[tokio::test]
+    async fn jobs_stop_before_the_deadline_and_a_blob_too_slow_for_it_fails_with_its_reason() {
+        let (f, api, dead, _, dir) = setup_with(FetcherSettings {
+            max_receives: 2,
+            deadline_margin: StdDuration::from_millis(200),
+            ..FetcherSettings::default()
+        })
+        .await;
+        let t = Utc::now() - Duration::hours(1);
+        api.add(
+            ContentType::Exchange,
+            "slow$1",
+            t,
+            vec![serde_json::json!({"Id": "s"})],
+        );
+        let msg = job_for(&api, "slow$1");
+        // Less than the margin left: not started, nothing downloaded.
+        let o = f
+            .handle_until(&msg, Some(Instant::now() + StdDuration::from_millis(100)))
+            .await;
+        assert!(
+            matches!(&o, JobOutcome::Retry { reason } if reason.contains("not started")),
+            "{o:?}"
+        );
+        assert_eq!(api.fetches.load(std::sync::atomic::Ordering::SeqCst), 0);
+        *api.fetch_delay.lock().unwrap() = Some(StdDuration::from_secs(5));
+        let started = Instant::now();
+        let o = f
+            .handle_until(&msg, Some(Instant::now() + StdDuration::from_millis(700)))
+            .await;
+        assert!(
+            started.elapsed() < StdDuration::from_millis(650),
+            "stopped at the margin"
+        );
+        assert!(
+            matches!(&o, JobOutcome::Retry { reason } if reason.contains("deadline")),
+            "{o:?}"
+        );
+        let mut last = msg.clone();
+        last.receive_count = 2;
+        let o = f
+            .handle_until(&last, Some(Instant::now() + StdDuration::from_millis(700)))
+            .await;
+        assert!(matches!(o, JobOutcome::DeadLettered { .. }), "{o:?}");
+        assert!(dead.dead_letters()[0].1.contains("deadline"));
+        let tenant = TenantId::parse(TENANT).unwrap();
+        let e = f
+            .store()
+            .blob_entry(&tenant, "slow$1", Utc::now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.state, BlobState::Failed);
+        assert!(e.next_attempt_at.is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Finding 9: a record over the size limit is quarantined, the raw archive is completed
+    /// and the blob's other records are written.
+    #[tokio::test]
+    async fn an_oversized_record_is_quarantined_and_the_rest_of_the_blob_is_written() {
+        let (f, api, dead, sink, dir) = setup_with(FetcherSettings {
+            max_record_bytes: 1000,
+            ..FetcherSettings::default()
+        })
+        .await;
+        let big = format!(r#"{{"Id":"big","Padding":"{}"}}"#, "x".repeat(5000));
+        let body = format!(r#"[{{"Id":"a"}},{big},{{"Id":"b"}}]"#);
+        let chunks: Vec<Vec<u8>> = body.as_bytes().chunks(700).map(<[u8]>::to_vec).collect();
+        api.add_raw(ContentType::General, "q$1$g", Utc::now(), chunks);
+        let o = f.handle(&job_for(&api, "q$1$g")).await;
+        let JobOutcome::Written {
+            records,
+            quarantined,
+            keys,
+            ..
+        } = &o
+        else {
+            panic!("{o:?}")
+        };
+        assert_eq!((*records, *quarantined), (2, 1));
+        assert!(dead.dead_letters().is_empty());
+        let raw = sink.get(&keys[0]).await.unwrap().unwrap();
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(
+            text, body,
+            "the raw archive holds the whole blob, big record included"
+        );
+        let q = sink.get(keys.last().unwrap()).await.unwrap().unwrap();
+        let q: serde_json::Value = serde_json::from_slice(&q).unwrap();
+        assert_eq!(q["records"][0]["index"], 1);
+        assert_eq!(q["records"][0]["bytes"], big.len());
+        assert!(
+            q["records"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("1000 bytes")
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -17,7 +17,7 @@ use crate::secrets::SecretLoader;
 /// Builds and caches per-tenant Graph clients.
 pub struct GraphClients<L> {
     http: reqwest::Client,
-    loader: L,
+    loader: Arc<L>,
     retry: RetryPolicy,
     deadline: std::sync::Mutex<Option<Instant>>,
     cache: tokio::sync::Mutex<HashMap<TenantId, (Tenant, Arc<GraphClient>)>>,
@@ -35,7 +35,7 @@ impl<L: SecretLoader> GraphClients<L> {
     pub fn new(http: reqwest::Client, loader: L, retry: RetryPolicy) -> Self {
         GraphClients {
             http,
-            loader,
+            loader: Arc::new(loader),
             retry,
             deadline: std::sync::Mutex::new(None),
             cache: tokio::sync::Mutex::new(HashMap::new()),

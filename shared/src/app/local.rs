@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::fetcher::{Fetcher, FetcherSettings, JobOutcome, QueueMessage};
 use super::lister::{self, ListerReport, ListerSettings};
 use super::{ApiProvider, Clock};
-use crate::model::FetchJob;
+use crate::model::{BlobState, FetchJob};
 use crate::queue::{DeadLetters, EnqueueReport, JobQueue, QueueError};
 use crate::sink::ObjectSink;
 use crate::store::StateStore;
@@ -39,6 +39,7 @@ impl Progress for NoProgress {
 pub struct ChannelQueue {
     tx: mpsc::Sender<FetchJob>,
     progress: Arc<dyn Progress>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for ChannelQueue {
@@ -57,6 +58,7 @@ impl JobQueue for ChannelQueue {
                     "the fetch workers have stopped".into(),
                 ));
             } else {
+                self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 self.progress.listed(job);
             }
         }
@@ -111,8 +113,30 @@ pub struct LocalReport {
     pub dead_letters: Vec<(String, String)>,
     /// Fetch attempts that were retried.
     pub retries: u64,
+    /// Unfinished ledger entries of earlier runs (an interrupted run's queue, failures)
+    /// re-driven at the start of this pass.
+    pub redriven_at_start: u64,
+    /// Blobs that failed in this pass and stay open in the ledger (retried next pass), with
+    /// the reason.
+    pub failed: Vec<(String, String)>,
+    /// Jobs listed in this pass that were not finished (the pass was interrupted or ran out
+    /// of time): still open in the ledger, the next pass collects them.
+    pub left_open: u64,
+    /// The pass was stopped by a signal (Ctrl-C, SIGTERM).
+    pub interrupted: bool,
     /// Wall time in seconds.
     pub seconds: f64,
+}
+
+impl LocalReport {
+    /// True when everything listed was done (nothing failed, nothing left open).
+    pub fn complete(&self) -> bool {
+        self.failed.is_empty()
+            && self.left_open == 0
+            && !self.interrupted
+            && self.lister.failures() == 0
+            && !self.lister.stopped_early()
+    }
 }
 
 /// Local run knobs.
@@ -130,6 +154,8 @@ pub struct LocalSettings {
     pub time_limit: StdDuration,
     /// First retry delay (doubles per attempt, capped at 10 s).
     pub retry_delay: StdDuration,
+    /// After a stop signal, in-flight jobs get this long to finish; the rest stay open.
+    pub stop_grace: StdDuration,
 }
 
 impl Default for LocalSettings {
@@ -141,6 +167,7 @@ impl Default for LocalSettings {
             queue_capacity: 256,
             time_limit: StdDuration::from_secs(3600),
             retry_delay: StdDuration::from_millis(200),
+            stop_grace: StdDuration::from_secs(5),
         }
     }
 }
@@ -165,6 +192,35 @@ where
     run_once_with_progress(store, sink, apis, clock, settings, Arc::new(NoProgress)).await
 }
 
+/// A stop request for a local pass (Ctrl-C, SIGTERM): listing stops at once, in-flight jobs
+/// get [`LocalSettings::stop_grace`] to finish, everything else stays open in the ledger for
+/// the next pass.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl StopSignal {
+    /// A signal not yet raised.
+    pub fn new() -> StopSignal {
+        StopSignal(Arc::new(tokio::sync::watch::channel(false).0))
+    }
+
+    /// Raises it.
+    pub fn stop(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// True once raised.
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once raised.
+    pub async fn stopped(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
 /// [`run_once`], telling `progress` of every blob listed and every job finished.
 ///
 /// # Errors
@@ -176,6 +232,39 @@ pub async fn run_once_with_progress<S, K, P, C>(
     clock: Arc<C>,
     settings: &LocalSettings,
     progress: Arc<dyn Progress>,
+) -> Result<LocalReport, crate::store::StoreError>
+where
+    S: StateStore + 'static,
+    K: ObjectSink + 'static,
+    P: ApiProvider + 'static,
+    C: Clock + 'static,
+{
+    run_pass(
+        store,
+        sink,
+        apis,
+        clock,
+        settings,
+        progress,
+        StopSignal::new(),
+    )
+    .await
+}
+
+/// One local pass: re-drives what earlier passes left unfinished (the in-process queue dies
+/// with its process, so every open ledger entry is enqueued again), lists, and fetches
+/// everything enqueued, until done or `stop` is raised.
+///
+/// # Errors
+/// Only when the tenant list cannot be read.
+pub async fn run_pass<S, K, P, C>(
+    store: Arc<S>,
+    sink: Arc<K>,
+    apis: Arc<P>,
+    clock: Arc<C>,
+    settings: &LocalSettings,
+    progress: Arc<dyn Progress>,
+    stop: StopSignal,
 ) -> Result<LocalReport, crate::store::StoreError>
 where
     S: StateStore + 'static,
@@ -205,9 +294,16 @@ where
         let max = settings.fetcher.max_receives.max(1);
         let first_delay = settings.retry_delay;
         let progress = progress.clone();
+        let stop = stop.clone();
         workers.push(tokio::spawn(async move {
             loop {
-                let next = rx.lock().await.recv().await;
+                if stop.is_stopped() {
+                    break;
+                }
+                let next = tokio::select! {
+                    n = async { rx.lock().await.recv().await } => n,
+                    () = stop.stopped() => None,
+                };
                 let Some(job) = next else { break };
                 let body = job.to_json();
                 let mut retries = 0u64;
@@ -223,6 +319,9 @@ where
                     if !outcome.is_retry() || attempt >= max {
                         break outcome;
                     }
+                    if stop.is_stopped() {
+                        break outcome;
+                    }
                     retries += 1;
                     attempt += 1;
                     tokio::time::sleep(delay).await;
@@ -236,33 +335,110 @@ where
             }
         }));
     }
-    let queue = ChannelQueue { tx, progress };
-    let lister_report = lister::run(
-        store.as_ref(),
-        &queue,
-        apis.as_ref(),
-        clock.as_ref(),
-        &settings.lister,
-        deadline,
-    )
-    .await;
+    let listed_count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let queue = ChannelQueue {
+        tx,
+        progress,
+        sent: listed_count.clone(),
+    };
+    let listed = {
+        let counted = queue.clone();
+        let store = store.clone();
+        let clock = clock.clone();
+        let settings = settings.clone();
+        async move {
+            // What earlier passes left unfinished first: their queue died with them.
+            let mut redriven = 0u64;
+            let tenants = store.list_tenants().await?;
+            for t in tenants.iter().filter(|t| t.enabled) {
+                match lister::redrive_unfinished(
+                    store.as_ref(),
+                    &counted,
+                    &t.id,
+                    &[BlobState::Pending, BlobState::Enqueued, BlobState::Failed],
+                    clock.now(),
+                )
+                .await
+                {
+                    Ok(r) => redriven += r.redriven,
+                    Err(e) => {
+                        tracing::error!(tenant = %t.id, error = %e, "could not re-drive unfinished blobs; the next pass tries again");
+                    }
+                }
+            }
+            let report = lister::run(
+                store.as_ref(),
+                &counted,
+                apis.as_ref(),
+                clock.as_ref(),
+                &settings.lister,
+                deadline,
+            )
+            .await?;
+            Ok::<_, crate::store::StoreError>((report, redriven))
+        }
+    };
+    let mut interrupted = false;
+    let lister_report = tokio::select! {
+        r = listed => r,
+        () = stop.stopped() => {
+            interrupted = true;
+            Ok((ListerReport::default(), 0))
+        }
+    };
     drop(queue);
+    if interrupted || stop.is_stopped() {
+        interrupted = true;
+        // In-flight jobs get a few seconds; then they are dropped (a dropped job is safe: its
+        // ledger entry stays open and the next pass re-drives it).
+        let grace = tokio::time::sleep(settings.stop_grace);
+        tokio::pin!(grace);
+        let mut waiting = Vec::new();
+        for mut w in workers {
+            tokio::select! {
+                // Finished: its result is read here (a JoinHandle must not be polled again).
+                r = &mut w => {
+                    if let Err(e) = r
+                        && !e.is_cancelled()
+                    {
+                        tracing::error!(error = %e, "a fetch worker panicked");
+                    }
+                }
+                () = &mut grace => {
+                    w.abort();
+                    waiting.push(w);
+                }
+            }
+        }
+        workers = waiting;
+    }
     for w in workers {
-        if let Err(e) = w.await {
+        if let Err(e) = w.await
+            && !e.is_cancelled()
+        {
             tracing::error!(error = %e, "a fetch worker panicked");
         }
     }
+    let (lister_report, redriven_at_start) = match lister_report {
+        Ok((r, n)) => (Ok(r), n),
+        Err(e) => (Err(e), 0),
+    };
     let lister_report = lister_report?;
+    let listed_jobs = listed_count.load(std::sync::atomic::Ordering::SeqCst);
     let mut report = LocalReport {
         lister: lister_report,
+        redriven_at_start,
+        interrupted,
         ..LocalReport::default()
     };
+    let mut finished = 0u64;
     for (job, outcome, retries) in outcomes
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .drain(..)
     {
         report.retries += retries;
+        finished += 1;
         match outcome {
             JobOutcome::Written {
                 records,
@@ -280,9 +456,12 @@ where
             }
             JobOutcome::AlreadyDone { .. } => report.already_done += 1,
             JobOutcome::Expired { content_id } => report.expired.push(content_id),
-            JobOutcome::DeadLettered { .. } | JobOutcome::Retry { .. } => {}
+            JobOutcome::DeadLettered { reason } | JobOutcome::Retry { reason } => {
+                report.failed.push((job.content_id.clone(), reason));
+            }
         }
     }
+    report.left_open = listed_jobs.saturating_sub(finished);
     report.dead_letters = dead.items();
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

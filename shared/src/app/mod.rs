@@ -70,6 +70,15 @@ impl<T: DirectoryProvider + ?Sized> DirectoryProvider for Arc<T> {
     }
 }
 
+/// Microsoft's clock minus `ours` (the injected clock's now): the API measures its skew
+/// against the system clock, which the injected clock may differ from (tests move it).
+pub(crate) fn skew_against<A: ActivityApi + ?Sized>(
+    api: &A,
+    ours: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::Duration> {
+    api.server_skew().map(|s| s + (chrono::Utc::now() - ours))
+}
+
 /// The clock, injected so tests can move time.
 pub trait Clock: Send + Sync {
     /// Now.

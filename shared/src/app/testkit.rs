@@ -43,6 +43,16 @@ pub(crate) struct StaticApi {
     pub(crate) listings: Mutex<Vec<Listing>>,
     /// Bodies served as they are instead of the records (by content URI), in these chunks.
     pub(crate) raw: Mutex<std::collections::HashMap<String, Vec<bytes::Bytes>>>,
+    /// What `server_skew` answers (Microsoft's clock minus ours).
+    pub(crate) skew: Mutex<Option<Duration>>,
+    /// Blobs listable only from this time (by content id): published late.
+    pub(crate) listable_from: Mutex<std::collections::HashMap<String, DateTime<Utc>>>,
+    /// The clock deciding what is listable (set by tests that publish late).
+    pub(crate) now: Mutex<Option<DateTime<Utc>>>,
+    /// How long a blob download takes to start (slow blobs).
+    pub(crate) fetch_delay: Mutex<Option<std::time::Duration>>,
+    /// Blob downloads started.
+    pub(crate) fetches: std::sync::atomic::AtomicUsize,
 }
 
 impl StaticApi {
@@ -91,6 +101,8 @@ impl ActivityApi for StaticApi {
         w: &Window,
     ) -> Result<Vec<ContentBlob>, ApiError> {
         self.listings.lock().unwrap().push((ct, w.start(), w.end()));
+        let now = *self.now.lock().unwrap();
+        let from = self.listable_from.lock().unwrap().clone();
         Ok(self
             .blobs
             .lock()
@@ -100,11 +112,21 @@ impl ActivityApi for StaticApi {
                 b.content_type == ct
                     && b.content_created >= w.start()
                     && b.content_created < w.end()
+                    && match (now, from.get(&b.content_id)) {
+                        (Some(now), Some(t)) => now >= *t,
+                        _ => true,
+                    }
             })
             .map(|(b, _)| b.clone())
             .collect())
     }
     async fn fetch_blob(&self, uri: &str) -> Result<BlobBody, ApiError> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let delay = *self.fetch_delay.lock().unwrap();
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
         if let Some(chunks) = self.raw.lock().unwrap().get(uri) {
             return Ok(BlobBody::from_chunks(chunks.clone()));
         }
@@ -119,6 +141,13 @@ impl ActivityApi for StaticApi {
     }
     async fn start_subscription(&self, _ct: ContentType) -> Result<StartOutcome, ApiError> {
         Ok(StartOutcome::AlreadyEnabled)
+    }
+    /// As the HTTP client measures it: Microsoft's clock (the test's `now` plus `skew`) minus
+    /// the system clock.
+    fn server_skew(&self) -> Option<Duration> {
+        let skew = (*self.skew.lock().unwrap())?;
+        let now = (*self.now.lock().unwrap())?;
+        Some(now + skew - Utc::now())
     }
     async fn list_subscriptions(&self) -> Result<Vec<Subscription>, ApiError> {
         Ok(Vec::new())

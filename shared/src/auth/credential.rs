@@ -215,6 +215,23 @@ impl Credential {
             Credential::Secret(_) => None,
         }
     }
+
+    /// True when `other` would authenticate exactly as `self` does: the same secret value, or
+    /// the same certificate (same SHA-256 thumbprint, hence the same key pair) and algorithm.
+    /// A credential read again after a refusal that is the same as the refused one is not worth
+    /// another token request.
+    pub fn same_as(&self, other: &Credential) -> bool {
+        match (self, other) {
+            (Credential::Secret(a), Credential::Secret(b)) => {
+                let (a, b) = (a.0.as_bytes(), b.0.as_bytes());
+                a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+            }
+            (Credential::Certificate(a), Credential::Certificate(b)) => {
+                a.x5t_s256 == b.x5t_s256 && a.alg == b.alg
+            }
+            _ => false,
+        }
+    }
 }
 
 fn jwt_alg(alg: AssertionAlg) -> Algorithm {
@@ -481,6 +498,27 @@ mod tests {
             v.set_audience(&[aud]);
             jsonwebtoken::decode::<serde_json::Value>(&jwt, &key, &v).unwrap();
         }
+    }
+
+    #[test]
+    fn same_as_compares_the_secret_or_the_certificate() {
+        let s = Credential::secret("one".into());
+        assert!(s.same_as(&Credential::secret(" one\n".into())));
+        assert!(!s.same_as(&Credential::secret("two".into())));
+        assert!(!s.same_as(&Credential::secret("on".into())));
+        let pem = |g: &Generated| format!("{}{}", g.key_pem, g.cert_pem);
+        let a = Credential::certificate_from_pem(&pem(one()), AssertionAlg::RS256).unwrap();
+        let a2 = Credential::certificate_from_pem(
+            &format!("{}{}", one().cert_pem, one().key_pem),
+            AssertionAlg::RS256,
+        )
+        .unwrap();
+        let b = Credential::certificate_from_pem(&pem(two()), AssertionAlg::RS256).unwrap();
+        let a_ps = Credential::certificate_from_pem(&pem(one()), AssertionAlg::PS256).unwrap();
+        assert!(a.same_as(&a2));
+        assert!(!a.same_as(&b));
+        assert!(!a.same_as(&a_ps));
+        assert!(!a.same_as(&s) && !s.same_as(&a));
     }
 
     #[test]

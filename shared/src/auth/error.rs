@@ -66,6 +66,15 @@ pub enum AuthError {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The credential could not be read from where it is stored (file, environment variable,
+    /// Secrets Manager secret).
+    #[error("the credential could not be read: {message}")]
+    Source {
+        /// Which source, what is wrong and how to fix it (never the value).
+        message: String,
+        /// Reading again later may succeed (throttling, network).
+        retryable: bool,
+    },
 }
 
 impl AuthError {
@@ -74,6 +83,7 @@ impl AuthError {
     pub fn is_config(&self) -> bool {
         match self {
             AuthError::Aadsts { .. } | AuthError::Credential { .. } => true,
+            AuthError::Source { retryable, .. } => !retryable,
             AuthError::Http {
                 status: Some(s), ..
             } => (400..500).contains(s) && !matches!(s, 408 | 429),
@@ -86,6 +96,22 @@ impl AuthError {
         !self.is_config()
     }
 
+    /// True when Entra refused the credential itself: an invalid (7000215) or expired (7000222)
+    /// client secret, a certificate that is not (or no longer) registered or whose key does not
+    /// verify (700027, 50012), or a bare `invalid_client` without a code. After a rotation this is
+    /// what a process still holding the old secret or certificate gets, so the credential is
+    /// worth reading again from its source. Clock skew (700024) and the other codes are not: a
+    /// new copy of the same credential would not change them.
+    pub fn is_credential_refused(&self) -> bool {
+        match self {
+            AuthError::Aadsts { code, error, .. } => {
+                matches!(code, 7000215 | 7000222 | 700027 | 50012)
+                    || (*code == 0 && error == "invalid_client")
+            }
+            _ => false,
+        }
+    }
+
     /// What to do about it, in plain language.
     pub fn fix(&self) -> &'static str {
         match self {
@@ -93,6 +119,9 @@ impl AuthError {
             AuthError::Http { status, .. } => http_fix(*status),
             AuthError::Decode { .. } => DECODE_FIX,
             AuthError::Credential { .. } => "fix the stored credential as the message says",
+            AuthError::Source { .. } => {
+                "make the credential's file, environment variable or secret readable as the message says"
+            }
         }
     }
 }
@@ -291,5 +320,38 @@ mod tests {
             assert!(s.contains(part), "{part} missing from {s}");
         }
         assert!(e.is_config() && !e.is_retryable());
+        assert!(e.is_credential_refused());
+    }
+
+    #[test]
+    fn only_refusals_of_the_credential_itself_call_for_a_reload() {
+        let refusal = |code: u32, error: &str| AuthError::Aadsts {
+            tenant: "t".into(),
+            client_id: "c".into(),
+            status: 401,
+            code,
+            error: error.into(),
+            description: String::new(),
+            fix: aadsts_fix(code),
+            thumbprint: None,
+        };
+        for code in [7000215, 7000222, 700027, 50012] {
+            assert!(
+                refusal(code, "invalid_client").is_credential_refused(),
+                "{code}"
+            );
+        }
+        assert!(refusal(0, "invalid_client").is_credential_refused());
+        for code in [700024, 700016, 7000218, 90002, 65001, 5002738] {
+            assert!(
+                !refusal(code, "invalid_client").is_credential_refused(),
+                "{code}"
+            );
+        }
+        assert!(!refusal(0, "invalid_request").is_credential_refused());
+        let other = AuthError::Credential {
+            message: "x".into(),
+        };
+        assert!(!other.is_credential_refused());
     }
 }

@@ -5,10 +5,18 @@
 //! (half its lifetime for very short-lived tokens), lets one caller at a time refresh while the
 //! others wait for its result, retries 429/5xx/network failures with backoff, and turns AADSTS
 //! refusals into [`AuthError::Aadsts`] with a fix the operator can apply.
+//!
+//! A provider built with a [`CredentialSource`] also picks up a rotated client secret or
+//! certificate without a restart (warm Lambda containers live for hours): it reads the
+//! credential again when Entra refuses it (invalid, expired or unknown secret or certificate)
+//! and retries that token request once with the new one, and it reads it again before minting a
+//! token once it is older than the credential TTL ([`DEFAULT_CREDENTIAL_TTL`]). One caller at a
+//! time reads the source; a failed read keeps the credential in use.
 
 mod credential;
 mod der;
 mod error;
+mod source;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,12 +25,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio::time::Instant;
 
 pub use credential::{
     ASSERTION_LIFETIME_SECS, CertificateCredential, ClientSecret, Credential, MIN_RSA_BITS,
 };
 pub(crate) use error::truncate;
 pub use error::{AuthError, EXPIRED_CERTIFICATE_FIX, LOOKUP_FIX, aadsts_fix, aadsts_fix_for};
+pub use source::{CredentialFuture, CredentialSource, DEFAULT_CREDENTIAL_TTL, RELOAD_RETRY_AFTER};
+use source::{Reload, ReloadReason};
 
 use crate::model::{Tenant, TokenEndpoint};
 use crate::retry::{RetryPolicy, parse_retry_after};
@@ -139,6 +150,21 @@ impl Slot {
     }
 }
 
+/// The credential in use and when it was last read.
+#[derive(Clone)]
+struct Loaded {
+    credential: Arc<Credential>,
+    /// Times the credential was replaced.
+    generation: u64,
+    /// Re-reads completed (whatever their outcome): a caller whose re-read was overtaken by
+    /// another one does not read again.
+    attempts: u64,
+    /// When it was last read or confirmed unchanged (or when the last re-read failed).
+    checked_at: Instant,
+    /// The last re-read failed.
+    failed: bool,
+}
+
 /// Gets and caches access tokens for one tenant and app registration.
 pub struct TokenProvider {
     http: reqwest::Client,
@@ -148,7 +174,11 @@ pub struct TokenProvider {
     flavour: TokenEndpoint,
     manage_resource: String,
     graph_resource: String,
-    credential: Credential,
+    loaded: Mutex<Loaded>,
+    source: Option<Arc<dyn CredentialSource>>,
+    credential_ttl: Duration,
+    reload_gate: tokio::sync::Mutex<()>,
+    reloads: AtomicU64,
     retry: RetryPolicy,
     slots: [Slot; 2],
     requests: AtomicU64,
@@ -161,7 +191,9 @@ impl fmt::Debug for TokenProvider {
             .field("client_id", &self.client_id)
             .field("login", &self.login)
             .field("flavour", &self.flavour)
-            .field("credential", &self.credential)
+            .field("credential", &self.credential())
+            .field("reloadable", &self.source.is_some())
+            .field("credential_ttl", &self.credential_ttl)
             .finish_non_exhaustive()
     }
 }
@@ -198,7 +230,17 @@ impl TokenProvider {
                 .graph_resource
                 .trim_end_matches('/')
                 .to_owned(),
-            credential,
+            loaded: Mutex::new(Loaded {
+                credential: Arc::new(credential),
+                generation: 0,
+                attempts: 0,
+                checked_at: Instant::now(),
+                failed: false,
+            }),
+            source: None,
+            credential_ttl: DEFAULT_CREDENTIAL_TTL,
+            reload_gate: tokio::sync::Mutex::new(()),
+            reloads: AtomicU64::new(0),
             retry: RetryPolicy {
                 max_attempts: 4,
                 base_delay: Duration::from_millis(500),
@@ -218,6 +260,30 @@ impl TokenProvider {
         self
     }
 
+    /// The same provider, reading its credential again from `source` when Entra refuses it and
+    /// when it is older than the credential TTL (see [`TokenProvider::with_credential_ttl`]).
+    /// `source` should read the same place the credential given to [`TokenProvider::new`] came
+    /// from. Without a source the credential never changes.
+    #[must_use]
+    pub fn with_source(mut self, source: Arc<dyn CredentialSource>) -> TokenProvider {
+        self.source = Some(source);
+        self
+    }
+
+    /// The same provider with another credential TTL (default [`DEFAULT_CREDENTIAL_TTL`], one
+    /// hour): a credential older than this is read again from the source before the next token
+    /// is minted. Only meaningful with [`TokenProvider::with_source`].
+    #[must_use]
+    pub fn with_credential_ttl(mut self, ttl: Duration) -> TokenProvider {
+        self.credential_ttl = ttl;
+        self
+    }
+
+    /// The credential TTL (see [`TokenProvider::with_credential_ttl`]).
+    pub fn credential_ttl(&self) -> Duration {
+        self.credential_ttl
+    }
+
     /// The token endpoint URL this provider posts to (also the `aud` of client assertions).
     pub fn token_url(&self) -> String {
         match self.flavour {
@@ -226,10 +292,15 @@ impl TokenProvider {
         }
     }
 
-    /// The credential in use (for expiry checks: [`Credential::certificate`]); its `Debug` is
-    /// redacted.
-    pub fn credential(&self) -> &Credential {
-        &self.credential
+    /// The credential in use now (for expiry checks: [`Credential::certificate`]); its `Debug`
+    /// is redacted. A reload may replace it later.
+    pub fn credential(&self) -> Arc<Credential> {
+        self.snapshot().credential
+    }
+
+    /// Times the credential was replaced by a different one read from the source.
+    pub fn credential_reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
     }
 
     /// Token requests sent so far (every attempt counts).
@@ -243,7 +314,9 @@ impl TokenProvider {
     /// # Errors
     /// [`AuthError::Aadsts`] when Entra refuses (see [`AuthError::is_config`]);
     /// [`AuthError::Http`] when the login host kept failing; [`AuthError::Decode`] for an
-    /// unusable answer; [`AuthError::Credential`] when the assertion cannot be signed.
+    /// unusable answer; [`AuthError::Credential`] when the assertion cannot be signed. A refusal
+    /// of the credential is reported as is when reading the source again gave the same
+    /// credential or failed (the failure is logged).
     pub async fn token(&self, audience: Audience) -> Result<AccessToken, AuthError> {
         let slot = &self.slots[audience.index()];
         if let Some(t) = slot.current().filter(|t| t.is_fresh(Utc::now())) {
@@ -254,9 +327,112 @@ impl TokenProvider {
         if let Some(t) = slot.current().filter(|t| t.is_fresh(Utc::now())) {
             return Ok(t);
         }
-        let t = self.fetch(audience).await?;
+        let t = self.mint(audience).await?;
         slot.set(Some(t.clone()));
         Ok(t)
+    }
+
+    /// A new token: with the credential read again first if it is older than the TTL, and, if
+    /// Entra refuses the credential, once more with the credential read again from its source
+    /// (if that gives a different one).
+    async fn mint(&self, audience: Audience) -> Result<AccessToken, AuthError> {
+        let mut seen = self.snapshot();
+        if self.source.is_some() && self.is_due(&seen) {
+            self.reload(&seen, ReloadReason::Ttl).await;
+            seen = self.snapshot();
+        }
+        let refused = match self.fetch(audience, &seen.credential).await {
+            Err(e) if e.is_credential_refused() && self.source.is_some() => e,
+            other => return other,
+        };
+        match self.reload(&seen, ReloadReason::Rejected).await {
+            Reload::Changed => {
+                let now = self.snapshot();
+                tracing::info!(tenant_id = %self.tenant, audience = %audience,
+                    "Retrying the token request with the reloaded credential.");
+                self.fetch(audience, &now.credential).await
+            }
+            Reload::Unchanged => {
+                tracing::warn!(tenant_id = %self.tenant, audience = %audience,
+                    "The credential was read again after Entra refused it, but its source still holds the refused one: update the stored secret or certificate.");
+                Err(refused)
+            }
+            Reload::Failed | Reload::NoSource => Err(refused),
+        }
+    }
+
+    fn snapshot(&self) -> Loaded {
+        self.loaded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// True when `loaded` is older than the TTL (or than [`RELOAD_RETRY_AFTER`] after a failed
+    /// re-read).
+    fn is_due(&self, loaded: &Loaded) -> bool {
+        let wait = if loaded.failed {
+            self.credential_ttl.min(RELOAD_RETRY_AFTER)
+        } else {
+            self.credential_ttl
+        };
+        loaded.checked_at.elapsed() >= wait
+    }
+
+    /// Reads the credential again from the source, unless another caller did since `seen` was
+    /// taken. One caller at a time; a failure keeps the credential in use and is logged.
+    async fn reload(&self, seen: &Loaded, reason: ReloadReason) -> Reload {
+        let Some(source) = &self.source else {
+            return Reload::NoSource;
+        };
+        let _gate = self.reload_gate.lock().await;
+        {
+            let current = self.snapshot();
+            if current.attempts != seen.attempts || current.generation != seen.generation {
+                // Another caller read the source meanwhile: use what it found.
+                return if current.generation != seen.generation {
+                    Reload::Changed
+                } else if current.failed {
+                    Reload::Failed
+                } else {
+                    Reload::Unchanged
+                };
+            }
+        }
+        let read = source.load().await;
+        let mut loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        loaded.attempts += 1;
+        loaded.checked_at = Instant::now();
+        match read {
+            Ok(credential) if credential.same_as(&loaded.credential) => {
+                loaded.failed = false;
+                tracing::debug!(tenant_id = %self.tenant, reason = %reason,
+                    "Credential read again: unchanged.");
+                Reload::Unchanged
+            }
+            Ok(credential) => {
+                let thumbprint = credential
+                    .certificate()
+                    .map(|c| c.thumbprint_hex().to_owned());
+                loaded.credential = Arc::new(credential);
+                loaded.generation += 1;
+                loaded.failed = false;
+                drop(loaded);
+                self.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(tenant_id = %self.tenant, client_id = %self.client_id,
+                    reason = %reason, thumbprint = thumbprint.as_deref().unwrap_or("-"),
+                    "credential reloaded");
+                Reload::Changed
+            }
+            Err(e) => {
+                loaded.failed = true;
+                drop(loaded);
+                tracing::warn!(tenant_id = %self.tenant, client_id = %self.client_id,
+                    reason = %reason, error = %e,
+                    "Reading the credential again failed; keeping the credential in use.");
+                Reload::Failed
+            }
+        }
     }
 
     /// Drops the cached token of `audience` (after a 401): the next [`TokenProvider::token`]
@@ -272,11 +448,15 @@ impl TokenProvider {
         }
     }
 
-    async fn fetch(&self, audience: Audience) -> Result<AccessToken, AuthError> {
+    async fn fetch(
+        &self,
+        audience: Audience,
+        credential: &Credential,
+    ) -> Result<AccessToken, AuthError> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let (status, message, retry_after) = match self.request(audience).await {
+            let (status, message, retry_after) = match self.request(audience, credential).await {
                 Outcome::Token(t) => {
                     tracing::info!(tenant_id = %self.tenant, audience = %audience,
                         expires_at = %t.expires_at().to_rfc3339(), "Access token obtained.");
@@ -309,7 +489,7 @@ impl TokenProvider {
         }
     }
 
-    async fn request(&self, audience: Audience) -> Outcome {
+    async fn request(&self, audience: Audience, credential: &Credential) -> Outcome {
         let url = self.token_url();
         let resource = self.resource(audience);
         let mut form: Vec<(&str, String)> = vec![
@@ -320,7 +500,7 @@ impl TokenProvider {
             TokenEndpoint::V2 => form.push(("scope", format!("{resource}/.default"))),
             TokenEndpoint::V1 => form.push(("resource", resource.to_owned())),
         }
-        match &self.credential {
+        match credential {
             Credential::Secret(s) => form.push(("client_secret", s.expose().to_owned())),
             Credential::Certificate(c) => {
                 let assertion = match c.assertion(&self.client_id, &url) {
@@ -361,10 +541,16 @@ impl TokenProvider {
                 };
             }
         };
-        self.interpret(status, &body, retry_after)
+        self.interpret(status, &body, retry_after, credential)
     }
 
-    fn interpret(&self, status: u16, body: &[u8], retry_after: Option<Duration>) -> Outcome {
+    fn interpret(
+        &self,
+        status: u16,
+        body: &[u8],
+        retry_after: Option<Duration>,
+        credential: &Credential,
+    ) -> Outcome {
         let json: Option<Value> = serde_json::from_slice(body).ok();
         if (200..300).contains(&status) {
             return match json.as_ref().and_then(|v| parse_token(v, Utc::now())) {
@@ -398,7 +584,7 @@ impl TokenProvider {
         }
         match aad {
             Some((code, error, description)) => {
-                let thumbprint = match (&self.credential, code) {
+                let thumbprint = match (credential, code) {
                     (Credential::Certificate(c), 700027 | 50012 | 5002723 | 50032) => {
                         Some(c.describe_thumbprint())
                     }

@@ -102,11 +102,19 @@ pub enum Metric {
     DirectoryUsers,
     /// Directory syncs that failed (users-sync; TenantId).
     DirectorySyncFailures,
+    /// Failed ledger entries enqueued again by the sweep (lister; TenantId).
+    SweepRedriven,
+    /// New blobs the reconciliation pass found: published later than the re-list band
+    /// (lister; TenantId + ContentType).
+    ReconcileListed,
+    /// Age (now − `contentCreated`) of the tenant's oldest open failed ledger entry, 0 when
+    /// none (lister; TenantId).
+    OldestOpenEntryAgeSeconds,
 }
 
 impl Metric {
     /// Every metric, for docs and tests.
-    pub const ALL: [Metric; 19] = [
+    pub const ALL: [Metric; 22] = [
         Metric::RecordsWritten,
         Metric::BlobsWritten,
         Metric::BytesWritten,
@@ -126,6 +134,9 @@ impl Metric {
         Metric::CertificateDaysLeft,
         Metric::DirectoryUsers,
         Metric::DirectorySyncFailures,
+        Metric::SweepRedriven,
+        Metric::ReconcileListed,
+        Metric::OldestOpenEntryAgeSeconds,
     ];
 
     /// The metric name in CloudWatch.
@@ -150,6 +161,9 @@ impl Metric {
             Metric::CertificateDaysLeft => "CertificateDaysLeft",
             Metric::DirectoryUsers => "DirectoryUsers",
             Metric::DirectorySyncFailures => "DirectorySyncFailures",
+            Metric::SweepRedriven => "SweepRedriven",
+            Metric::ReconcileListed => "ReconcileListed",
+            Metric::OldestOpenEntryAgeSeconds => "OldestOpenEntryAgeSeconds",
         }
     }
 
@@ -157,7 +171,7 @@ impl Metric {
     pub fn unit(self) -> Unit {
         match self {
             Metric::BytesWritten => Unit::Bytes,
-            Metric::IngestionLagSeconds => Unit::Seconds,
+            Metric::IngestionLagSeconds | Metric::OldestOpenEntryAgeSeconds => Unit::Seconds,
             Metric::CertificateDaysLeft => Unit::None,
             _ => Unit::Count,
         }

@@ -63,6 +63,22 @@ pub fn lister_run(m: &mut Metrics, report: &ListerReport) {
         m.count(Metric::BlobsListed, &dims, f.listed);
         m.count(Metric::JobsEnqueued, &dims, f.enqueued + f.redriven);
         m.count(Metric::FeedFailures, &dims, u64::from(f.error.is_some()));
+        if f.late_found > 0 {
+            m.count(Metric::ReconcileListed, &dims, f.late_found);
+        }
+    }
+    for s in &report.sweeps {
+        let dims = Dims::tenant(&s.tenant);
+        m.count(Metric::SweepRedriven, &dims, s.redriven);
+        #[allow(clippy::cast_precision_loss, reason = "ages stay far below 2^52 s")]
+        m.observe(
+            Metric::OldestOpenEntryAgeSeconds,
+            &dims,
+            s.oldest_open_secs.unwrap_or(0).max(0) as f64,
+        );
+        if s.expired > 0 {
+            m.count(Metric::ExpiredBlobs, &dims, s.expired);
+        }
     }
     if !report.tenant_errors.is_empty() {
         m.count(

@@ -281,6 +281,7 @@ fn a_fetcher_batch_is_counted_per_tenant_and_content_type() {
                     records: 10,
                     duplicates: 1,
                     cross_blob_duplicates: 2,
+                    quarantined: 0,
                     bytes: 500,
                     lag: LagSample::from_lags(vec![1000, 3000]),
                 },
@@ -293,6 +294,7 @@ fn a_fetcher_batch_is_counted_per_tenant_and_content_type() {
                     records: 5,
                     duplicates: 0,
                     cross_blob_duplicates: 0,
+                    quarantined: 0,
                     bytes: 100,
                     lag: LagSample::from_lags(vec![500]),
                 },
@@ -397,19 +399,23 @@ fn api_calls_are_the_difference_of_two_snapshots_and_certificates_report_days_le
 fn a_lister_run_reports_every_feed_with_zeros_included() {
     let report = crate::app::lister::ListerReport {
         feeds: vec![crate::app::lister::FeedReport {
-            tenant: T.into(),
-            content_type: ContentType::DlpAll,
             windows: 1,
             listed: 4,
             enqueued: 2,
             redriven: 1,
             known: 1,
-            deep: false,
-            cursor: None,
-            stopped_early: false,
+            ..crate::app::lister::FeedReport::new(T.into(), ContentType::DlpAll)
+        }],
+        sweeps: vec![crate::app::lister::SweepReport {
+            tenant: T.into(),
+            open_failed: 2,
+            redriven: 1,
+            expired: 0,
+            oldest_open_secs: Some(7200),
             error: None,
         }],
         tenant_errors: vec!["tenant x: no secret".into()],
+        dead_letters: crate::app::lister::DeadLetterReport::default(),
     };
     let mut m = Metrics::new("lister");
     lister_run(&mut m, &report);
@@ -427,6 +433,12 @@ fn a_lister_run_reports_every_feed_with_zeros_included() {
         (&json!(4), &json!(3), &json!(0))
     );
     assert!(lines.iter().any(|l| l["TenantSetupFailures"] == 1));
+    let sweep = lines
+        .iter()
+        .find(|l| l.get("SweepRedriven").is_some())
+        .unwrap();
+    assert_eq!(sweep["SweepRedriven"], json!(1));
+    assert_eq!(sweep["OldestOpenEntryAgeSeconds"], json!(7200));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{DeadLetters, EnqueueReport, JobQueue, QueueError};
+use super::{DeadLetter, DeadLetterInbox, DeadLetters, EnqueueReport, JobQueue, QueueError};
 use crate::model::FetchJob;
 
 #[derive(Debug, Default)]
@@ -11,6 +11,8 @@ struct Inner {
     jobs: VecDeque<FetchJob>,
     fail_next: usize,
     dead: Vec<(String, String)>,
+    /// Messages SQS would have moved to the dead-letter queue itself (no reason).
+    moved: Vec<String>,
 }
 
 /// An in-process FIFO job queue and dead-letter list. Clones share the same queue.
@@ -62,6 +64,17 @@ impl MemoryQueue {
     pub fn dead_letters(&self) -> Vec<(String, String)> {
         self.lock().dead.clone()
     }
+
+    /// Puts `body` in the dead-letter queue without a reason, as SQS does when a message's
+    /// receive count runs out.
+    pub fn move_to_dead_letters(&self, body: &str) {
+        self.lock().moved.push(body.to_owned());
+    }
+
+    /// Messages still without a reason.
+    pub fn moved(&self) -> Vec<String> {
+        self.lock().moved.clone()
+    }
 }
 
 impl JobQueue for MemoryQueue {
@@ -86,6 +99,37 @@ impl JobQueue for MemoryQueue {
 impl DeadLetters for MemoryQueue {
     async fn dead_letter(&self, body: &str, reason: &str) -> Result<(), QueueError> {
         self.lock().dead.push((body.to_owned(), reason.to_owned()));
+        Ok(())
+    }
+}
+
+impl DeadLetterInbox for MemoryQueue {
+    async fn receive(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let inner = self.lock();
+        Ok(inner
+            .moved
+            .iter()
+            .enumerate()
+            .map(|(i, b)| DeadLetter {
+                receipt: format!("moved-{i}"),
+                body: b.clone(),
+                reason: None,
+            })
+            .take(max)
+            .collect())
+    }
+
+    async fn annotate(&self, letter: &DeadLetter, reason: &str) -> Result<(), QueueError> {
+        let mut inner = self.lock();
+        if let Some(i) = letter
+            .receipt
+            .strip_prefix("moved-")
+            .and_then(|i| i.parse::<usize>().ok())
+            && i < inner.moved.len()
+        {
+            let body = inner.moved.remove(i);
+            inner.dead.push((body, reason.to_owned()));
+        }
         Ok(())
     }
 }

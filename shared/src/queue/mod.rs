@@ -55,6 +55,42 @@ pub trait DeadLetters: Send + Sync {
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
+/// A message in the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Handle to delete it with (SQS receipt handle).
+    pub receipt: String,
+    /// The job as it was sent.
+    pub body: String,
+    /// Why it is there: set by the fetcher; `None` when SQS moved it itself (its receive
+    /// count ran out without the fetcher ever answering: killed, out of memory).
+    pub reason: Option<String>,
+}
+
+/// Reads the dead-letter queue, to find the jobs SQS moved there without a reason.
+pub trait DeadLetterInbox: Send + Sync {
+    /// Up to `max` of the messages without a reason (they come back after a short visibility
+    /// timeout unless annotated); those with a reason are left visible.
+    ///
+    /// # Errors
+    /// [`QueueError`].
+    fn receive(
+        &self,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, QueueError>> + Send;
+
+    /// Replaces `letter` by the same body with `reason` (sent first, then the original is
+    /// deleted: a crash between the two leaves a duplicate, never a loss).
+    ///
+    /// # Errors
+    /// [`QueueError`].
+    fn annotate(
+        &self,
+        letter: &DeadLetter,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
 impl<T: JobQueue + ?Sized> JobQueue for std::sync::Arc<T> {
     fn enqueue(
         &self,

@@ -10,7 +10,7 @@ use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 
-use super::{DeadLetters, EnqueueReport, JobQueue, QueueError};
+use super::{DeadLetter, DeadLetterInbox, DeadLetters, EnqueueReport, JobQueue, QueueError};
 use crate::aws::classify;
 use crate::model::FetchJob;
 
@@ -265,6 +265,79 @@ impl DeadLetters for SqsQueue {
                 .message_body(body)
                 .message_attributes("reason", reason.clone())
                 .message_attributes("source", source.clone())
+                .send()
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+impl DeadLetterInbox for SqsQueue {
+    async fn receive(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let Some(dlq) = &self.dlq_url else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        let mut reasoned = 0usize;
+        while out.len() + reasoned < max {
+            let want = i32::try_from((max - out.len() - reasoned).min(10)).unwrap_or(10);
+            let got = with_retries("receive_dead_letters", dlq, || {
+                self.client
+                    .receive_message()
+                    .queue_url(dlq)
+                    .max_number_of_messages(want)
+                    .visibility_timeout(30)
+                    .message_attribute_names("reason")
+                    .send()
+            })
+            .await?;
+            let messages = got.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for m in messages {
+                let (Some(receipt), Some(body)) = (m.receipt_handle, m.body) else {
+                    continue;
+                };
+                let reason = m
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|a| a.get("reason"))
+                    .and_then(|v| v.string_value.clone());
+                if reason.is_some() {
+                    // The fetcher's own dead letters stay where operators (and the DLQ alarm)
+                    // see them: visible again at once.
+                    let _ = self
+                        .client
+                        .change_message_visibility()
+                        .queue_url(dlq)
+                        .receipt_handle(&receipt)
+                        .visibility_timeout(0)
+                        .send()
+                        .await;
+                    reasoned += 1;
+                    continue;
+                }
+                out.push(DeadLetter {
+                    receipt,
+                    body,
+                    reason,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn annotate(&self, letter: &DeadLetter, reason: &str) -> Result<(), QueueError> {
+        let Some(dlq) = &self.dlq_url else {
+            return Ok(());
+        };
+        self.dead_letter(&letter.body, reason).await?;
+        with_retries("delete_dead_letter", dlq, || {
+            self.client
+                .delete_message()
+                .queue_url(dlq)
+                .receipt_handle(&letter.receipt)
                 .send()
         })
         .await?;

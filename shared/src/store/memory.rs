@@ -1,14 +1,16 @@
 //! [`StateStore`] in memory, for unit tests of the use cases.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, Utc};
 
-use super::{Claim, StateStore, StoreError, ledger_ttl, may_replace};
+use super::{
+    Claim, RecordClaim, StateStore, StoreError, ledger_ttl, may_replace, record_key, seen_ttl,
+};
 use crate::model::{
-    BlobState, ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, Tenant, TenantId,
-    Versioned,
+    BlobState, ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, LedgerItem, Tenant,
+    TenantId, Versioned,
 };
 
 /// True when a ledger item whose TTL attribute is `expires_at` (epoch seconds, as DynamoDB
@@ -21,8 +23,10 @@ pub(super) fn is_expired(expires_at: i64, now: DateTime<Utc>) -> bool {
 struct State {
     tenants: BTreeMap<TenantId, Tenant>,
     cursors: BTreeMap<(TenantId, ContentType), Versioned<Cursor>>,
-    /// Entry and its TTL (epoch seconds).
-    ledger: BTreeMap<(TenantId, String), (LedgerEntry, i64)>,
+    /// Blob, entry and the entry's TTL (epoch seconds).
+    ledger: BTreeMap<(TenantId, String), (ContentBlob, LedgerEntry, i64)>,
+    /// Listed-blob summaries: digests and TTL, by tenant, content type and hour (epoch s).
+    seen: BTreeMap<(TenantId, ContentType, i64), (HashSet<u64>, i64)>,
     /// Record claims: owning content id and TTL (epoch seconds), by tenant and record id.
     records: BTreeMap<(TenantId, String), (String, i64)>,
     /// Directory sync state per tenant.
@@ -105,21 +109,16 @@ impl StateStore for MemoryStore {
     ) -> Result<Claim, StoreError> {
         let mut state = self.lock();
         let key = (tenant.clone(), blob.content_id.clone());
-        if let Some((entry, expires_at)) = state.ledger.get(&key)
+        if let Some((_, entry, expires_at)) = state.ledger.get(&key)
             && !is_expired(*expires_at, now)
         {
             return Ok(Claim::Existing(entry.clone()));
         }
-        let entry = LedgerEntry {
-            state: BlobState::Pending,
-            updated_at: now,
-            records: None,
-            object_key: None,
-            reason: None,
-        };
+        let mut entry = LedgerEntry::new(BlobState::Pending, now);
+        entry.listed_at = Some(now);
         state
             .ledger
-            .insert(key, (entry, ledger_ttl(blob).timestamp()));
+            .insert(key, (blob.clone(), entry, ledger_ttl(blob).timestamp()));
         Ok(Claim::New)
     }
 
@@ -128,19 +127,118 @@ impl StateStore for MemoryStore {
         tenant: &TenantId,
         blob: &ContentBlob,
         entry: &LedgerEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut state = self.lock();
         let key = (tenant.clone(), blob.content_id.clone());
-        if let Some((current, expires_at)) = state.ledger.get(&key)
+        if let Some((_, current, expires_at)) = state.ledger.get(&key)
             && !is_expired(*expires_at, entry.updated_at)
             && !may_replace(current.state, entry.state)
         {
+            return Ok(false);
+        }
+        state.ledger.insert(
+            key,
+            (blob.clone(), entry.clone(), ledger_ttl(blob).timestamp()),
+        );
+        Ok(true)
+    }
+
+    async fn due_entries(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<LedgerItem>, StoreError> {
+        let state = self.lock();
+        let mut due: Vec<LedgerItem> = state
+            .ledger
+            .iter()
+            .filter(|((t, _), (_, e, ttl))| {
+                t == tenant
+                    && !is_expired(*ttl, now)
+                    && e.state == BlobState::Failed
+                    && e.next_attempt_at.is_some()
+            })
+            .map(|(_, (blob, entry, _))| LedgerItem {
+                blob: blob.clone(),
+                entry: entry.clone(),
+            })
+            .collect();
+        due.sort_by_key(|i| i.entry.next_attempt_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn ledger(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<LedgerItem>, StoreError> {
+        Ok(self
+            .lock()
+            .ledger
+            .iter()
+            .filter(|((t, _), (_, _, ttl))| t == tenant && !is_expired(*ttl, now))
+            .map(|(_, (blob, entry, _))| LedgerItem {
+                blob: blob.clone(),
+                entry: entry.clone(),
+            })
+            .collect())
+    }
+
+    async fn seen(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+        hour: DateTime<Utc>,
+    ) -> Result<HashSet<u64>, StoreError> {
+        Ok(self
+            .lock()
+            .seen
+            .get(&(tenant.clone(), content_type, hour.timestamp()))
+            .map(|(s, _)| s.clone())
+            .unwrap_or_default())
+    }
+
+    async fn add_seen(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+        hour: DateTime<Utc>,
+        digests: &[u64],
+    ) -> Result<(), StoreError> {
+        if digests.is_empty() {
             return Ok(());
         }
-        state
-            .ledger
-            .insert(key, (entry.clone(), ledger_ttl(blob).timestamp()));
+        let mut state = self.lock();
+        let slot = state
+            .seen
+            .entry((tenant.clone(), content_type, hour.timestamp()))
+            .or_insert_with(|| (HashSet::new(), seen_ttl(hour).timestamp()));
+        slot.0.extend(digests.iter().copied());
         Ok(())
+    }
+
+    async fn take_over_record(
+        &self,
+        tenant: &TenantId,
+        record_id: &str,
+        from: &str,
+        to: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let key = (tenant.clone(), record_key(record_id).into_owned());
+        match state.records.get(&key) {
+            Some((holder, _)) if holder == to => Ok(true),
+            Some((holder, _)) if holder != from => Ok(false),
+            _ => {
+                state
+                    .records
+                    .insert(key, (to.to_owned(), expires_at.timestamp()));
+                Ok(true)
+            }
+        }
     }
 
     async fn blob_entry(
@@ -153,8 +251,8 @@ impl StateStore for MemoryStore {
             .lock()
             .ledger
             .get(&(tenant.clone(), content_id.to_owned()))
-            .filter(|(_, expires_at)| !is_expired(*expires_at, now))
-            .map(|(entry, _)| entry.clone()))
+            .filter(|(_, _, expires_at)| !is_expired(*expires_at, now))
+            .map(|(_, entry, _)| entry.clone()))
     }
 
     async fn claim_records(
@@ -164,7 +262,7 @@ impl StateStore for MemoryStore {
         record_ids: &[String],
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<Vec<RecordClaim>, StoreError> {
         if record_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -172,17 +270,17 @@ impl StateStore for MemoryStore {
         let owned = record_ids
             .iter()
             .map(|id| {
-                let key = (tenant.clone(), id.clone());
+                let key = (tenant.clone(), record_key(id).into_owned());
                 if let Some((blob, ttl)) = state.records.get(&key)
                     && blob != content_id
                     && !is_expired(*ttl, now)
                 {
-                    return false;
+                    return RecordClaim::HeldBy(blob.clone());
                 }
                 state
                     .records
                     .insert(key, (content_id.to_owned(), expires_at.timestamp()));
-                true
+                RecordClaim::Owned
             })
             .collect();
         Ok(owned)
@@ -243,12 +341,11 @@ pub(super) mod contract {
 
     fn entry(state: BlobState, at: DateTime<Utc>) -> LedgerEntry {
         LedgerEntry {
-            state,
-            updated_at: at,
             records: (state == BlobState::Done).then_some(42),
             object_key: (state == BlobState::Done)
                 .then(|| "tenant/Audit.Exchange/x.json.gz".into()),
-            reason: None,
+            listed_at: (state == BlobState::Pending).then_some(at),
+            ..LedgerEntry::new(state, at)
         }
     }
 
@@ -257,7 +354,10 @@ pub(super) mod contract {
         tenants(store).await;
         cursors(store).await;
         ledger(store).await;
+        forward_only_and_due(store).await;
+        summaries(store).await;
         records(store).await;
+        record_takeover(store).await;
         directory(store).await;
     }
 
@@ -311,10 +411,7 @@ pub(super) mod contract {
         let t = TenantId::parse("cccccccc-0000-4000-8000-000000000003").unwrap();
         let ct = ContentType::SharePoint;
         assert_eq!(store.load_cursor(&t, ct).await.unwrap(), None);
-        let c1 = Cursor {
-            listed_until: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-            deep_relist_at: None,
-        };
+        let c1 = Cursor::at(DateTime::from_timestamp(1_800_000_000, 0).unwrap());
         assert!(matches!(
             store.save_cursor(&t, ct, &c1, Some(1)).await,
             Err(StoreError::Conflict {
@@ -331,7 +428,11 @@ pub(super) mod contract {
         assert!(err.is_retryable());
         let c2 = Cursor {
             listed_until: c1.listed_until + Duration::hours(1),
-            deep_relist_at: Some(c1.listed_until),
+            reconcile_from: Some(c1.listed_until - Duration::days(6)),
+            reconcile_started: Some(c1.listed_until),
+            reconciled_at: Some(c1.listed_until - Duration::hours(4)),
+            skew_ms: -1500,
+            since: Some(c1.listed_until - Duration::hours(24)),
         };
         assert_eq!(store.save_cursor(&t, ct, &c2, Some(1)).await.unwrap(), 2);
         assert!(matches!(
@@ -471,6 +572,184 @@ pub(super) mod contract {
         ids.iter().map(|&i| i.to_owned()).collect()
     }
 
+    async fn forward_only_and_due<S: StateStore>(store: &S) {
+        let t = TenantId::parse("abababab-0000-4000-8000-000000000008").unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let (a, b, c, d) = (
+            blob("20261122$a", now + Duration::days(6)),
+            blob("20261122$b", now + Duration::days(6)),
+            blob("20261122$c", now + Duration::days(6)),
+            blob("20261122$d", now + Duration::days(6)),
+        );
+        for x in [&a, &b, &c, &d] {
+            assert_eq!(store.claim_blob(&t, x, now).await.unwrap(), Claim::New);
+        }
+        assert!(store.due_entries(&t, now, 10).await.unwrap().is_empty());
+        // a: failed, retry due in 5 minutes; b: failed for good; c: expired; d: done.
+        let failed = |at: DateTime<Utc>, next: Option<DateTime<Utc>>| LedgerEntry {
+            next_attempt_at: next,
+            attempts: 2,
+            ..entry(BlobState::Failed, at).because("503 from Microsoft")
+        };
+        let a_failed = failed(now, Some(now + Duration::minutes(5)));
+        assert!(store.set_blob_state(&t, &a, &a_failed).await.unwrap());
+        assert!(
+            store
+                .set_blob_state(&t, &b, &failed(now, None))
+                .await
+                .unwrap()
+        );
+        let expired = entry(BlobState::Expired, now).because("AF20051");
+        assert!(store.set_blob_state(&t, &c, &expired).await.unwrap());
+        assert!(
+            store
+                .set_blob_state(&t, &d, &entry(BlobState::Done, now))
+                .await
+                .unwrap()
+        );
+        // A late mark never moves an entry back: expired stays expired, with its reason.
+        let late = entry(BlobState::Enqueued, now + Duration::seconds(1));
+        assert!(!store.set_blob_state(&t, &c, &late).await.unwrap());
+        assert!(!store.set_blob_state(&t, &d, &late).await.unwrap());
+        assert_eq!(
+            store.blob_entry(&t, &c.content_id, now).await.unwrap(),
+            Some(expired.clone())
+        );
+        let due = store.due_entries(&t, now, 10).await.unwrap();
+        assert_eq!(due.len(), 1, "only the retryable failure: {due:?}");
+        assert!(!due[0].entry.is_due(now), "not yet due");
+        let later = now + Duration::minutes(6);
+        let due = store.due_entries(&t, later, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert!(due[0].entry.is_due(later));
+        assert_eq!(
+            due[0].blob, a,
+            "the blob comes back whole (its URI for the job)"
+        );
+        assert_eq!(due[0].entry, a_failed);
+        // Re-driven: out of the due set; failing again puts it back with a later retry.
+        let redriven = LedgerEntry {
+            attempts: 3,
+            ..entry(BlobState::Enqueued, later)
+        };
+        assert!(store.set_blob_state(&t, &a, &redriven).await.unwrap());
+        assert!(store.due_entries(&t, later, 10).await.unwrap().is_empty());
+        let all = store.ledger(&t, later).await.unwrap();
+        let states: Vec<(String, BlobState)> = all
+            .iter()
+            .map(|i| (i.blob.content_id.clone(), i.entry.state))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("20261122$a".to_owned(), BlobState::Enqueued),
+                ("20261122$b".to_owned(), BlobState::Failed),
+                ("20261122$c".to_owned(), BlobState::Expired),
+                ("20261122$d".to_owned(), BlobState::Done),
+            ]
+        );
+        // Many due entries: at most `limit`, the oldest due first.
+        for i in 0..5i64 {
+            let x = blob(&format!("20261122$due{i}"), now + Duration::days(6));
+            let e = failed(now, Some(now - Duration::minutes(10 - i)));
+            store.set_blob_state(&t, &x, &e).await.unwrap();
+        }
+        let due = store.due_entries(&t, now, 3).await.unwrap();
+        let ids: Vec<&str> = due.iter().map(|i| i.blob.content_id.as_str()).collect();
+        assert_eq!(ids, ["20261122$due0", "20261122$due1", "20261122$due2"]);
+    }
+
+    async fn summaries<S: StateStore>(store: &S) {
+        let t = TenantId::parse("acacacac-0000-4000-8000-000000000009").unwrap();
+        let hour = DateTime::from_timestamp(1_799_996_400, 0).unwrap();
+        let ct = ContentType::Exchange;
+        assert!(store.seen(&t, ct, hour).await.unwrap().is_empty());
+        store.add_seen(&t, ct, hour, &[]).await.unwrap();
+        store
+            .add_seen(&t, ct, hour, &[1, 2, u64::MAX])
+            .await
+            .unwrap();
+        store.add_seen(&t, ct, hour, &[2, 3]).await.unwrap();
+        let seen = store.seen(&t, ct, hour).await.unwrap();
+        assert_eq!(seen, HashSet::from([1, 2, 3, u64::MAX]), "a union");
+        assert!(
+            store
+                .seen(&t, ct, hour + Duration::hours(1))
+                .await
+                .unwrap()
+                .is_empty(),
+            "per hour"
+        );
+        assert!(
+            store
+                .seen(&t, ContentType::General, hour)
+                .await
+                .unwrap()
+                .is_empty(),
+            "per content type"
+        );
+    }
+
+    async fn record_takeover<S: StateStore>(store: &S) {
+        let t = TenantId::parse("adadadad-0000-4000-8000-00000000000a").unwrap();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let ttl = now + Duration::days(8);
+        let long = "x".repeat(3000);
+        let claims = store
+            .claim_records(&t, "x$1", &ids(&["r1", &long]), ttl, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            claims,
+            [RecordClaim::Owned, RecordClaim::Owned],
+            "a 3 KB id is fine"
+        );
+        assert_eq!(
+            store
+                .claim_records(&t, "y$2", &ids(&["r1", &long]), ttl, now)
+                .await
+                .unwrap(),
+            [
+                RecordClaim::HeldBy("x$1".into()),
+                RecordClaim::HeldBy("x$1".into())
+            ]
+        );
+        assert!(
+            !store
+                .take_over_record(&t, "r1", "z$3", "y$2", ttl)
+                .await
+                .unwrap(),
+            "only from the blob that holds it"
+        );
+        assert!(
+            store
+                .take_over_record(&t, "r1", "x$1", "y$2", ttl)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .take_over_record(&t, &long, "x$1", "y$2", ttl)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .claim_records(&t, "y$2", &ids(&["r1", &long]), ttl, now)
+                .await
+                .unwrap(),
+            [RecordClaim::Owned, RecordClaim::Owned],
+            "the new holder keeps it on a retry"
+        );
+        assert_eq!(
+            store
+                .claim_records(&t, "x$1", &ids(&["r1"]), ttl, now)
+                .await
+                .unwrap(),
+            [RecordClaim::HeldBy("y$2".into())]
+        );
+    }
+
     async fn records<S: StateStore>(store: &S) {
         let t = TenantId::parse("ffffffff-0000-4000-8000-000000000006").unwrap();
         let other = TenantId::parse("aaaaaaaa-0000-4000-8000-000000000007").unwrap();
@@ -489,7 +768,10 @@ pub(super) mod contract {
             store
                 .claim_records(&t, first, &ids(&["r1", "r2", "r3"]), ttl, now)
                 .await
-                .unwrap(),
+                .unwrap()
+                .iter()
+                .map(RecordClaim::is_owned)
+                .collect::<Vec<_>>(),
             [true, true, true],
             "unclaimed records go to the first blob"
         );
@@ -497,7 +779,10 @@ pub(super) mod contract {
             store
                 .claim_records(&t, second, &ids(&["r4", "r2", "r5", "r3"]), ttl, now)
                 .await
-                .unwrap(),
+                .unwrap()
+                .iter()
+                .map(RecordClaim::is_owned)
+                .collect::<Vec<_>>(),
             [true, false, true, false],
             "the overlap stays with the first blob, in input order"
         );
@@ -505,7 +790,10 @@ pub(super) mod contract {
             store
                 .claim_records(&t, first, &ids(&["r3", "r1", "r4", "r2"]), ttl, now)
                 .await
-                .unwrap(),
+                .unwrap()
+                .iter()
+                .map(RecordClaim::is_owned)
+                .collect::<Vec<_>>(),
             [true, true, false, true],
             "a retry of the first blob still owns its records"
         );
@@ -513,7 +801,10 @@ pub(super) mod contract {
             store
                 .claim_records(&other, second, &ids(&["r1"]), ttl, now)
                 .await
-                .unwrap(),
+                .unwrap()
+                .iter()
+                .map(RecordClaim::is_owned)
+                .collect::<Vec<_>>(),
             [true],
             "per tenant"
         );
@@ -521,7 +812,10 @@ pub(super) mod contract {
             store
                 .claim_records(&t, second, &ids(&["r1", "r1"]), ttl, now)
                 .await
-                .unwrap(),
+                .unwrap()
+                .iter()
+                .map(RecordClaim::is_owned)
+                .collect::<Vec<_>>(),
             [false, false],
             "a repeated id does not panic"
         );
@@ -536,7 +830,10 @@ pub(super) mod contract {
                     ttl
                 )
                 .await
-                .unwrap(),
+                .unwrap()
+                .iter()
+                .map(RecordClaim::is_owned)
+                .collect::<Vec<_>>(),
             [true, true],
             "expired claims are taken over"
         );
@@ -550,7 +847,10 @@ pub(super) mod contract {
                     ttl + Duration::seconds(1)
                 )
                 .await
-                .unwrap(),
+                .unwrap()
+                .iter()
+                .map(RecordClaim::is_owned)
+                .collect::<Vec<_>>(),
             [false, true],
             "the new claim lives until its own expiry"
         );

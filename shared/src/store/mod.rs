@@ -8,16 +8,23 @@
 //! | tenant | `TENANTS` | `TENANT#{tenant}` |
 //! | cursor | `TENANT#{tenant}` | `CURSOR#{content type}` |
 //! | ledger entry | `TENANT#{tenant}` | `BLOB#{content id}` (TTL: a day after `contentExpiration`) |
-//! | record claim | `REC#{tenant}#{record id}` | `REC` (owning blob in `blob`; TTL: `expires_at`) |
+//! | listed-blob summary | `TENANT#{tenant}` | `SEEN#{content type}#{hour of contentCreated}` (binary set `ids` of 8-byte digests; TTL 8 days) |
+//! | record claim | `REC#{tenant}#{record id, SHA-256 hex past 512 bytes}` | `REC` (owning blob in `blob`; TTL: `expires_at`) |
 //! | directory sync | `TENANT#{tenant}` | `DIRECTORY` (`delta_link`, `synced_at`, `users`) |
+//!
+//! Failed entries that the sweep retries carry `open_pk` (= their `pk`) and `due` (the next
+//! retry time): the sparse global secondary index `open` (`open_pk`, `due`) holds exactly those,
+//! so a sweep reads only what it must drive and never scans the table. Entries on their normal
+//! path (claimed, fetched, done) never enter the index, so they cost no index writes.
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
 use crate::model::{
-    BlobState, ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, Tenant, TenantId,
-    Versioned,
+    BlobState, ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, LedgerItem, Tenant,
+    TenantId, Versioned,
 };
 
 pub mod dynamodb;
@@ -36,6 +43,41 @@ pub enum Claim {
     /// The blob was already in the ledger.
     Existing(LedgerEntry),
 }
+
+/// Who holds a record `Id` (see [`StateStore::claim_records`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordClaim {
+    /// This blob holds it (it was free, or this blob claimed it before).
+    Owned,
+    /// Another blob claimed it first.
+    HeldBy(String),
+}
+
+impl RecordClaim {
+    /// True when this blob holds the record.
+    pub fn is_owned(&self) -> bool {
+        matches!(self, RecordClaim::Owned)
+    }
+}
+
+/// Record ids longer than this are stored under their SHA-256 (DynamoDB keys hold at most
+/// 2,048 bytes; every adapter does the same so they agree).
+pub const MAX_RECORD_KEY_BYTES: usize = 512;
+
+/// The key a record id is claimed under: the id itself, or `sha256:<hex>` past
+/// [`MAX_RECORD_KEY_BYTES`].
+pub fn record_key(record_id: &str) -> std::borrow::Cow<'_, str> {
+    if record_id.len() <= MAX_RECORD_KEY_BYTES {
+        return std::borrow::Cow::Borrowed(record_id);
+    }
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(record_id.as_bytes());
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    std::borrow::Cow::Owned(format!("sha256:{hex}"))
+}
+
+/// How long a listed-blob summary is kept (Microsoft keeps content 7 days).
+pub const SEEN_TTL_DAYS: i64 = 8;
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -135,8 +177,9 @@ pub trait StateStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<Claim, StoreError>> + Send;
 
-    /// Sets a blob's state (and, for done/expired/failed, its details). Creates the entry if
-    /// missing (a job whose claim aged out still gets recorded).
+    /// Sets a blob's state (and its details) if the entry may move there
+    /// ([`BlobState::may_become`]: entries only move forward). Creates the entry if missing (a
+    /// job whose claim aged out still gets recorded). Returns whether the write took effect.
     ///
     /// # Errors
     /// [`StoreError::Backend`].
@@ -145,6 +188,58 @@ pub trait StateStore: Send + Sync {
         tenant: &TenantId,
         blob: &ContentBlob,
         entry: &LedgerEntry,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The tenant's failed entries that the sweep retries (those with a `next_attempt_at`),
+    /// due or not, oldest due first, at most `limit`, skipping entries past their TTL at
+    /// `now`. The caller drives the ones due ([`LedgerEntry::is_due`]) and reports the age of
+    /// the oldest. Reads only those (a sparse index), never the ledger.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`], [`StoreError::Corrupt`].
+    fn due_entries(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LedgerItem>, StoreError>> + Send;
+
+    /// Every unexpired entry of the tenant's ledger, in content-id order. Reads the whole
+    /// ledger: for `status`, `redrive` and the start of a local run, not for ticks.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`], [`StoreError::Corrupt`].
+    fn ledger(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<LedgerItem>, StoreError>> + Send;
+
+    /// The listed-blob summary of one feed and hour of `contentCreated`
+    /// ([`crate::model::seen_hour`]): digests ([`crate::model::seen_digest`]) of the blobs whose
+    /// job a lister handed on (or that are known done, expired or failed). A re-listing
+    /// recognises them without a per-blob read or write.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`], [`StoreError::Corrupt`].
+    fn seen(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+        hour: DateTime<Utc>,
+    ) -> impl Future<Output = Result<HashSet<u64>, StoreError>> + Send;
+
+    /// Adds digests to a summary (an atomic union: concurrent listers never lose each other's
+    /// additions). Kept [`SEEN_TTL_DAYS`] after `hour`.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    fn add_seen(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+        hour: DateTime<Utc>,
+        digests: &[u64],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// A blob's ledger entry, if any (entries past their TTL are treated as absent).
@@ -159,10 +254,10 @@ pub trait StateStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<LedgerEntry>, StoreError>> + Send;
 
     /// Claims record `Id`s for a blob, across blobs: returns, per id and in the same order,
-    /// `true` when this blob owns the record (it was unclaimed, or this same blob claimed it
-    /// before — a retry after a crash), `false` when another blob claimed it first (Microsoft
-    /// delivered the record twice). A claim lives until `expires_at`; expired claims count as
-    /// absent.
+    /// [`RecordClaim::Owned`] when this blob holds the record (it was unclaimed, or this same
+    /// blob claimed it before — a retry after a crash), [`RecordClaim::HeldBy`] the blob that
+    /// claimed it first (Microsoft delivered the record twice). A claim lives until
+    /// `expires_at`; expired claims count as absent. Ids are keyed by [`record_key`].
     ///
     /// # Errors
     /// [`StoreError::Backend`].
@@ -173,7 +268,22 @@ pub trait StateStore: Send + Sync {
         record_ids: &[String],
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<RecordClaim>, StoreError>> + Send;
+
+    /// Moves a record claim from blob `from` to blob `to` if `from` still holds it (the holder
+    /// failed, expired or was abandoned: the record must not be lost with it). Returns whether
+    /// `to` now holds it.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    fn take_over_record(
+        &self,
+        tenant: &TenantId,
+        record_id: &str,
+        from: &str,
+        to: &str,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Where the tenant's directory sync stands (its Graph delta link); `None` before the
     /// first sync.
@@ -202,10 +312,14 @@ pub(crate) fn ledger_ttl(blob: &ContentBlob) -> DateTime<Utc> {
     blob.content_expiration + chrono::Duration::days(1)
 }
 
-/// Shared by the adapters: a state never goes backwards from done (a late duplicate job must not
-/// turn a done blob back into enqueued).
+/// Shared by the adapters: entries only move forward ([`BlobState::may_become`]).
 pub(crate) fn may_replace(current: BlobState, new: BlobState) -> bool {
-    !(current == BlobState::Done && new != BlobState::Done)
+    current.may_become(new)
+}
+
+/// Shared by the adapters: the TTL of a listed-blob summary.
+pub(crate) fn seen_ttl(hour: DateTime<Utc>) -> DateTime<Utc> {
+    hour + chrono::Duration::days(SEEN_TTL_DAYS)
 }
 
 impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
@@ -250,8 +364,50 @@ impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
         tenant: &TenantId,
         blob: &ContentBlob,
         entry: &LedgerEntry,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).set_blob_state(tenant, blob, entry)
+    }
+    fn due_entries(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<LedgerItem>, StoreError>> + Send {
+        (**self).due_entries(tenant, now, limit)
+    }
+    fn ledger(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<LedgerItem>, StoreError>> + Send {
+        (**self).ledger(tenant, now)
+    }
+    fn seen(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+        hour: DateTime<Utc>,
+    ) -> impl Future<Output = Result<HashSet<u64>, StoreError>> + Send {
+        (**self).seen(tenant, content_type, hour)
+    }
+    fn add_seen(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+        hour: DateTime<Utc>,
+        digests: &[u64],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).add_seen(tenant, content_type, hour, digests)
+    }
+    fn take_over_record(
+        &self,
+        tenant: &TenantId,
+        record_id: &str,
+        from: &str,
+        to: &str,
+        expires_at: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        (**self).take_over_record(tenant, record_id, from, to, expires_at)
     }
     fn blob_entry(
         &self,
@@ -268,7 +424,7 @@ impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
         record_ids: &[String],
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send {
+    ) -> impl Future<Output = Result<Vec<RecordClaim>, StoreError>> + Send {
         (**self).claim_records(tenant, content_id, record_ids, expires_at, now)
     }
     fn load_directory_sync(

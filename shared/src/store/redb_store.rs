@@ -1,13 +1,16 @@
 //! [`StateStore`] in one local [redb](https://docs.rs/redb) file, for local runs.
 //!
-//! Five tables of JSON values: `directory` (key: tenant id, value: [`DirectorySync`]),
+//! Six tables of JSON values: `directory` (key: tenant id, value: [`DirectorySync`]),
 //! `tenants` (key: tenant id), `cursors` (key:
 //! `{tenant}/{content type}`, value: version and cursor), `ledger` (key:
-//! `{tenant}/{content id}`, value: entry and its TTL in epoch seconds) and `records` (key:
-//! `{tenant}\u{1f}{record id}`, value: owning content id and TTL). redb serializes write
-//! transactions, so each conditional update is one read-check-write transaction. Every redb
-//! call runs on tokio's blocking pool.
+//! `{tenant}/{content id}`, value: blob, entry and its TTL in epoch seconds), `seen` (key:
+//! `{tenant}/{content type}/{hour, epoch seconds}`, value: digests and TTL) and `records` (key:
+//! `{tenant}\u{1f}{record key}` ([`record_key`](super::record_key)), value: owning content id
+//! and TTL). redb serializes write transactions, so each conditional update is one
+//! read-check-write transaction. Every redb call runs on tokio's blocking pool. Values decode
+//! with defaults for fields added since, so older files still open.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -19,10 +22,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::memory::is_expired;
-use super::{Claim, StateStore, StoreError, ledger_ttl, may_replace};
+use super::{Claim, RecordClaim, StateStore, StoreError, ledger_ttl, may_replace, seen_ttl};
 use crate::model::{
-    BlobState, ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, Tenant, TenantId,
-    Versioned,
+    BlobState, ContentBlob, ContentType, Cursor, DirectorySync, LedgerEntry, LedgerItem, Tenant,
+    TenantId, Versioned,
 };
 
 const TENANTS: TableDefinition<&str, &str> = TableDefinition::new("tenants");
@@ -30,6 +33,7 @@ const CURSORS: TableDefinition<&str, &str> = TableDefinition::new("cursors");
 const LEDGER: TableDefinition<&str, &str> = TableDefinition::new("ledger");
 const RECORDS: TableDefinition<&str, &str> = TableDefinition::new("records");
 const DIRECTORY: TableDefinition<&str, &str> = TableDefinition::new("directory");
+const SEEN: TableDefinition<&str, &str> = TableDefinition::new("seen");
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredCursor {
@@ -42,6 +46,39 @@ struct StoredEntry {
     /// TTL, epoch seconds (as on DynamoDB).
     expires_at: i64,
     entry: LedgerEntry,
+    /// The blob (absent in entries written before entries kept it: such entries are left out
+    /// of [`StateStore::ledger`] and [`StateStore::due_entries`]; they were never retried).
+    #[serde(default)]
+    blob: Option<ContentBlob>,
+}
+
+impl StoredEntry {
+    fn new(blob: &ContentBlob, entry: LedgerEntry) -> StoredEntry {
+        StoredEntry {
+            expires_at: ledger_ttl(blob).timestamp(),
+            entry,
+            blob: Some(blob.clone()),
+        }
+    }
+
+    /// The item, unless past its TTL at `now` or without its blob.
+    fn live_item(self, now: DateTime<Utc>) -> Option<LedgerItem> {
+        if is_expired(self.expires_at, now) {
+            return None;
+        }
+        Some(LedgerItem {
+            blob: self.blob?,
+            entry: self.entry,
+        })
+    }
+}
+
+/// A listed-blob summary.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredSeen {
+    /// TTL, epoch seconds (as on DynamoDB).
+    expires_at: i64,
+    digests: Vec<u64>,
 }
 
 /// A record claim.
@@ -105,7 +142,16 @@ fn ledger_key(tenant: &TenantId, content_id: &str) -> String {
 }
 
 fn record_key(tenant: &TenantId, record_id: &str) -> String {
-    format!("{tenant}\u{1f}{record_id}")
+    format!("{tenant}\u{1f}{}", super::record_key(record_id))
+}
+
+fn seen_key(tenant: &TenantId, ct: ContentType, hour: DateTime<Utc>) -> String {
+    format!("{tenant}/{ct}/{}", hour.timestamp())
+}
+
+/// The first key of a tenant's ledger (`ledger_key(tenant, "")`); its keys all start so.
+fn ledger_prefix(tenant: &TenantId) -> String {
+    format!("{tenant}/")
 }
 
 /// Page cache of the database file.
@@ -139,7 +185,7 @@ impl RedbStore {
             .create(&path)
             .map_err(|e| backend("open", &path, e))?;
         let txn = db.begin_write().map_err(|e| backend("open", &path, e))?;
-        for table in [TENANTS, CURSORS, LEDGER, RECORDS, DIRECTORY] {
+        for table in [TENANTS, CURSORS, LEDGER, RECORDS, DIRECTORY, SEEN] {
             txn.open_table(table)
                 .map_err(|e| backend("open", &path, e))?;
         }
@@ -215,6 +261,33 @@ fn get_ledger(
     };
     let stored: StoredEntry = decode(format!("ledger entry {key}"), v.value())?;
     Ok((!is_expired(stored.expires_at, now)).then_some(stored.entry))
+}
+
+/// The tenant's unexpired ledger items (with their blob) in content-id order.
+fn scan_ledger(
+    txn: &ReadTransaction,
+    tenant: &TenantId,
+    now: DateTime<Utc>,
+    path: &Path,
+    operation: &'static str,
+) -> Result<Vec<LedgerItem>, StoreError> {
+    let t = txn
+        .open_table(LEDGER)
+        .map_err(|e| backend(operation, path, e))?;
+    let prefix = ledger_prefix(tenant);
+    let mut out = Vec::new();
+    for row in t
+        .range(prefix.as_str()..)
+        .map_err(|e| backend(operation, path, e))?
+    {
+        let (k, v) = row.map_err(|e| backend(operation, path, e))?;
+        if !k.value().starts_with(&prefix) {
+            break;
+        }
+        let stored: StoredEntry = decode(format!("ledger entry {}", k.value()), v.value())?;
+        out.extend(stored.live_item(now));
+    }
+    Ok(out)
 }
 
 impl StateStore for RedbStore {
@@ -336,16 +409,13 @@ impl StateStore for RedbStore {
         let key = ledger_key(tenant, &blob.content_id);
         let json = encode(
             "claim_blob",
-            &StoredEntry {
-                expires_at: ledger_ttl(blob).timestamp(),
-                entry: LedgerEntry {
-                    state: BlobState::Pending,
-                    updated_at: now,
-                    records: None,
-                    object_key: None,
-                    reason: None,
+            &StoredEntry::new(
+                blob,
+                LedgerEntry {
+                    listed_at: Some(now),
+                    ..LedgerEntry::new(BlobState::Pending, now)
                 },
-            },
+            ),
         )?;
         self.write("claim_blob", move |txn, path| {
             let op = "claim_blob";
@@ -365,25 +435,110 @@ impl StateStore for RedbStore {
         tenant: &TenantId,
         blob: &ContentBlob,
         entry: &LedgerEntry,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let key = ledger_key(tenant, &blob.content_id);
         let new_state = entry.state;
         let now = entry.updated_at;
-        let json = encode(
-            "set_blob_state",
-            &StoredEntry {
-                expires_at: ledger_ttl(blob).timestamp(),
-                entry: entry.clone(),
-            },
-        )?;
+        let json = encode("set_blob_state", &StoredEntry::new(blob, entry.clone()))?;
         self.write("set_blob_state", move |txn, path| {
             let op = "set_blob_state";
             let mut t = txn.open_table(LEDGER).map_err(|e| backend(op, path, e))?;
             if let Some(current) = get_ledger(&t, &key, now, path, op)?
                 && !may_replace(current.state, new_state)
             {
-                return Ok(());
+                return Ok(false);
             }
+            t.insert(key.as_str(), json.as_str())
+                .map_err(|e| backend(op, path, e))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn due_entries(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<LedgerItem>, StoreError> {
+        let tenant = tenant.clone();
+        self.read("due_entries", move |txn, path| {
+            let mut due = scan_ledger(txn, &tenant, now, path, "due_entries")?;
+            due.retain(|i| i.entry.state == BlobState::Failed && i.entry.next_attempt_at.is_some());
+            // Stable: equal times stay in content-id order.
+            due.sort_by_key(|i| i.entry.next_attempt_at);
+            due.truncate(limit);
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn ledger(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<LedgerItem>, StoreError> {
+        let tenant = tenant.clone();
+        self.read("ledger", move |txn, path| {
+            scan_ledger(txn, &tenant, now, path, "ledger")
+        })
+        .await
+    }
+
+    async fn seen(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+        hour: DateTime<Utc>,
+    ) -> Result<HashSet<u64>, StoreError> {
+        let key = seen_key(tenant, content_type, hour);
+        self.read("seen", move |txn, path| {
+            let t = txn.open_table(SEEN).map_err(|e| backend("seen", path, e))?;
+            let Some(v) = t.get(key.as_str()).map_err(|e| backend("seen", path, e))? else {
+                return Ok(HashSet::new());
+            };
+            let stored: StoredSeen = decode(format!("listed-blob summary {key}"), v.value())?;
+            Ok(stored.digests.into_iter().collect())
+        })
+        .await
+    }
+
+    async fn add_seen(
+        &self,
+        tenant: &TenantId,
+        content_type: ContentType,
+        hour: DateTime<Utc>,
+        digests: &[u64],
+    ) -> Result<(), StoreError> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        let key = seen_key(tenant, content_type, hour);
+        let digests = digests.to_vec();
+        let expires_at = seen_ttl(hour).timestamp();
+        self.write("add_seen", move |txn, path| {
+            let op = "add_seen";
+            let mut t = txn.open_table(SEEN).map_err(|e| backend(op, path, e))?;
+            let mut set: HashSet<u64> = match t
+                .get(key.as_str())
+                .map_err(|e| backend(op, path, e))?
+            {
+                None => HashSet::new(),
+                Some(v) => decode::<StoredSeen>(format!("listed-blob summary {key}"), v.value())?
+                    .digests
+                    .into_iter()
+                    .collect(),
+            };
+            set.extend(digests);
+            let mut digests: Vec<u64> = set.into_iter().collect();
+            digests.sort_unstable();
+            let json = encode(
+                op,
+                &StoredSeen {
+                    expires_at,
+                    digests,
+                },
+            )?;
             t.insert(key.as_str(), json.as_str())
                 .map_err(|e| backend(op, path, e))?;
             Ok(())
@@ -414,7 +569,7 @@ impl StateStore for RedbStore {
         record_ids: &[String],
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<Vec<RecordClaim>, StoreError> {
         if record_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -430,23 +585,63 @@ impl StateStore for RedbStore {
         let keys: Vec<String> = record_ids.iter().map(|id| record_key(tenant, id)).collect();
         self.write(op, move |txn, path| {
             let mut t = txn.open_table(RECORDS).map_err(|e| backend(op, path, e))?;
-            let mut owned = Vec::with_capacity(keys.len());
+            let mut claims = Vec::with_capacity(keys.len());
             for key in &keys {
-                let held_by_other = match t.get(key.as_str()).map_err(|e| backend(op, path, e))? {
-                    None => false,
+                let holder = match t.get(key.as_str()).map_err(|e| backend(op, path, e))? {
+                    None => None,
                     Some(v) => {
                         let stored: StoredRecord =
                             decode(format!("record claim {key}"), v.value())?;
-                        stored.blob != content_id && !is_expired(stored.expires_at, now)
+                        (stored.blob != content_id && !is_expired(stored.expires_at, now))
+                            .then_some(stored.blob)
                     }
                 };
-                if !held_by_other {
-                    t.insert(key.as_str(), json.as_str())
-                        .map_err(|e| backend(op, path, e))?;
+                match holder {
+                    Some(other) => claims.push(RecordClaim::HeldBy(other)),
+                    None => {
+                        t.insert(key.as_str(), json.as_str())
+                            .map_err(|e| backend(op, path, e))?;
+                        claims.push(RecordClaim::Owned);
+                    }
                 }
-                owned.push(!held_by_other);
             }
-            Ok(owned)
+            Ok(claims)
+        })
+        .await
+    }
+
+    async fn take_over_record(
+        &self,
+        tenant: &TenantId,
+        record_id: &str,
+        from: &str,
+        to: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let op = "take_over_record";
+        let key = record_key(tenant, record_id);
+        let (from, to) = (from.to_owned(), to.to_owned());
+        let json = encode(
+            op,
+            &StoredRecord {
+                blob: to.clone(),
+                expires_at: expires_at.timestamp(),
+            },
+        )?;
+        self.write(op, move |txn, path| {
+            let mut t = txn.open_table(RECORDS).map_err(|e| backend(op, path, e))?;
+            let holder = match t.get(key.as_str()).map_err(|e| backend(op, path, e))? {
+                None => None,
+                Some(v) => {
+                    Some(decode::<StoredRecord>(format!("record claim {key}"), v.value())?.blob)
+                }
+            };
+            if holder.is_some_and(|h| h != from && h != to) {
+                return Ok(false);
+            }
+            t.insert(key.as_str(), json.as_str())
+                .map_err(|e| backend(op, path, e))?;
+            Ok(true)
         })
         .await
     }
@@ -512,8 +707,9 @@ mod tests {
         let path = temp_path();
         let t = contract::tenant("aaaaaaaa-0000-4000-8000-000000000001", true);
         let cursor = Cursor {
-            listed_until: DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
-            deep_relist_at: None,
+            reconcile_from: Some(DateTime::from_timestamp(1_799_500_000, 0).unwrap()),
+            skew_ms: 250,
+            ..Cursor::at(DateTime::from_timestamp(1_800_000_000, 0).unwrap())
         };
         {
             let store = RedbStore::open(&path).await.unwrap();
@@ -536,6 +732,46 @@ mod tests {
                 value: cursor,
                 version: 1
             })
+        );
+        drop(store);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[tokio::test]
+    async fn values_written_by_the_previous_version_still_load() {
+        let path = temp_path();
+        let store = RedbStore::open(&path).await.unwrap();
+        let t = TenantId::parse("aaaaaaaa-0000-4000-8000-000000000001").unwrap();
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        {
+            let txn = store.db.begin_write().unwrap();
+            {
+                let mut c = txn.open_table(CURSORS).unwrap();
+                let old = r#"{"version":3,"cursor":{"listed_until":"2027-01-15T08:00:00Z","deep_relist_at":"2027-01-15T07:00:00Z"}}"#;
+                c.insert(cursor_key(&t, ContentType::General).as_str(), old)
+                    .unwrap();
+                let mut l = txn.open_table(LEDGER).unwrap();
+                let old = r#"{"expires_at":1900000000,"entry":{"state":"done","updated_at":"2027-01-15T08:00:00Z","records":5,"object_key":"k","reason":null}}"#;
+                l.insert(ledger_key(&t, "old$1").as_str(), old).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        assert_eq!(
+            store.load_cursor(&t, ContentType::General).await.unwrap(),
+            Some(Versioned {
+                value: Cursor::at(at),
+                version: 3
+            })
+        );
+        let done = LedgerEntry {
+            records: Some(5),
+            object_key: Some("k".into()),
+            ..LedgerEntry::new(BlobState::Done, at)
+        };
+        assert_eq!(store.blob_entry(&t, "old$1", at).await.unwrap(), Some(done));
+        assert!(
+            store.ledger(&t, at).await.unwrap().is_empty(),
+            "an entry without its blob is left out of the ledger"
         );
         drop(store);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
