@@ -208,6 +208,17 @@ impl StateStore for AnyStore {
             }
         }
     }
+    async fn release_records(
+        &self,
+        t: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+    ) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Redb(s) => s.release_records(t, content_id, record_ids).await,
+            AnyStore::Dynamo(s) => s.release_records(t, content_id, record_ids).await,
+        }
+    }
     async fn take_over_record(
         &self,
         t: &TenantId,

@@ -133,6 +133,14 @@ impl StateStore for Crashing {
     ) -> Result<(), StoreError> {
         self.inner.add_seen(t, ct, hour, digests).await
     }
+    async fn release_records(
+        &self,
+        t: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+    ) -> Result<(), StoreError> {
+        self.inner.release_records(t, content_id, record_ids).await
+    }
     async fn take_over_record(
         &self,
         t: &TenantId,

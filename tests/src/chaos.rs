@@ -1253,7 +1253,11 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
         if *n > 1 {
             let in_objects: Vec<&str> = objects
                 .iter()
-                .filter(|(_, lines)| lines.iter().any(|l| l["metadata"]["uid"].as_str() == Some(k.2.as_str())))
+                .filter(|(_, lines)| {
+                    lines
+                        .iter()
+                        .any(|l| l["metadata"]["uid"].as_str() == Some(k.2.as_str()))
+                })
                 .map(|(key, _)| key.as_str())
                 .collect();
             let mut states = Vec::new();
@@ -1261,7 +1265,13 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
                 if let Some((tenant, _, _, content_id)) = events_key_parts(key)
                     && let Ok(t) = shared::model::TenantId::parse(&tenant)
                 {
-                    let e = shared::store::StateStore::blob_entry(&stack.store(), &t, &content_id, chrono::Utc::now()).await;
+                    let e = shared::store::StateStore::blob_entry(
+                        &stack.store(),
+                        &t,
+                        &content_id,
+                        chrono::Utc::now(),
+                    )
+                    .await;
                     states.push(format!("{content_id}: {e:?}"));
                 }
             }

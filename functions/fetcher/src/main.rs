@@ -4,7 +4,7 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use shared::app::fetcher::{Fetcher, JobOutcome, QueueMessage};
+use shared::app::fetcher::{Fetcher, QueueMessage};
 use shared::lambda::{Deps, deadline_from_epoch_ms, init_logging};
 use shared::metrics::{Metrics, record};
 
@@ -50,30 +50,10 @@ async fn main() -> Result<(), Error> {
         record::api_calls(&mut metrics, &before, &after);
         metrics.emit();
         let api = record::api_totals(&before, &after);
-        let bytes: u64 = report
-            .outcomes
-            .iter()
-            .map(|(_, o)| match o {
-                JobOutcome::Written { bytes, .. } => *bytes,
-                _ => 0,
-            })
-            .sum();
-        let counts = report.counts();
-        tracing::info!(
-            request_id = %event.context.request_id,
-            messages = messages.len(),
-            records = report.records(),
-            written = counts.get("written").copied().unwrap_or(0),
-            already_done = counts.get("already_done").copied().unwrap_or(0),
-            expired = counts.get("expired").copied().unwrap_or(0),
-            dead_lettered = counts.get("dead_lettered").copied().unwrap_or(0),
-            retry = counts.get("retry").copied().unwrap_or(0),
-            bytes,
-            api_calls = api.calls,
-            throttled = api.throttled,
-            retries = api.retries,
-            duration_ms = started.elapsed().as_millis() as u64,
-            "fetcher invocation done"
+        report.log_summary(
+            &event.context.request_id,
+            &api,
+            started.elapsed().as_millis() as u64,
         );
         let mut response = SqsBatchResponse::default();
         for id in report.failures() {

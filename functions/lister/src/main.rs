@@ -46,19 +46,7 @@ async fn main() -> Result<(), Error> {
                 lister::dead_letter_sweep(&deps.store, &deps.queue, &deps.clock, 50).await;
             record::lister_run(&mut metrics, &report);
             metrics.emit();
-            tracing::info!(
-                request_id = %event.context.request_id,
-                feeds = report.feeds.len(),
-                listed = report.feeds.iter().map(|f| f.listed).sum::<u64>(),
-                jobs = report.jobs(),
-                failures = report.failures(),
-                api_calls = api.calls,
-                throttled = api.throttled,
-                retries = api.retries,
-                certificates_expiring = expiring.len(),
-                duration_ms,
-                "lister invocation done"
-            );
+            report.log_summary(&event.context.request_id, &api, expiring.len(), duration_ms);
             Ok::<_, Error>(serde_json::to_value(&report)?)
         },
     ))

@@ -59,9 +59,6 @@ pub struct FetcherSettings {
     /// How long a record claim held by a blob still being fetched is waited for before the
     /// job is retried later (the holder is usually in the same batch).
     pub holder_wait: StdDuration,
-    /// A blob claimed, enqueued or re-driven this long ago without finishing is abandoned:
-    /// its record claims may be taken over.
-    pub abandoned_after: chrono::Duration,
 }
 
 impl Default for FetcherSettings {
@@ -76,7 +73,6 @@ impl Default for FetcherSettings {
             cross_blob_dedupe: true,
             deadline_margin: StdDuration::from_secs(10),
             holder_wait: StdDuration::from_secs(20),
-            abandoned_after: chrono::Duration::hours(1),
         }
     }
 }
@@ -170,6 +166,36 @@ impl BatchReport {
                 _ => 0,
             })
             .sum()
+    }
+
+    /// Writes the invocation's one summary log line (the Lambda handler's).
+    pub fn log_summary(&self, request_id: &str, api: &crate::api::ApiStats, duration_ms: u64) {
+        let counts = self.counts();
+        let bytes: u64 = self
+            .outcomes
+            .iter()
+            .map(|(_, o)| match o {
+                JobOutcome::Written { bytes, .. } => *bytes,
+                _ => 0,
+            })
+            .sum();
+        let n = |k: &str| counts.get(k).copied().unwrap_or(0);
+        tracing::info!(
+            request_id = %request_id,
+            messages = self.outcomes.len(),
+            records = self.records(),
+            written = n("written"),
+            already_done = n("already_done"),
+            expired = n("expired"),
+            dead_lettered = n("dead_lettered"),
+            retry = n("retry"),
+            bytes,
+            api_calls = api.calls,
+            throttled = api.throttled,
+            retries = api.retries,
+            duration_ms,
+            "fetcher invocation done"
+        );
     }
 
     /// Count per outcome kind.
@@ -337,17 +363,7 @@ where
                     .await;
             }
         };
-        let processed = match stop {
-            None => self.process(&job).await,
-            Some(stop) => match tokio::time::timeout_at(stop, self.process(&job)).await {
-                Ok(r) => r,
-                Err(_) => Err(Failure::Transient(format!(
-                    "blob {} did not finish before the function's deadline; it is retried in a new invocation (if this repeats, give the fetcher more memory — and so CPU — or a longer timeout)",
-                    job.content_id
-                ))),
-            },
-        };
-        match processed {
+        match self.process(&job, stop).await {
             Ok(outcome) => {
                 if let JobOutcome::Written {
                     records,
@@ -444,7 +460,7 @@ where
         Ok(cache.tenants.get(id).cloned())
     }
 
-    async fn process(&self, job: &FetchJob) -> Result<JobOutcome, Failure> {
+    async fn process(&self, job: &FetchJob, stop: Option<Instant>) -> Result<JobOutcome, Failure> {
         let now = self.clock.now();
         let Some(tenant) = self.tenant(&job.tenant_id).await? else {
             return Err(Failure::Permanent(format!(
@@ -472,7 +488,16 @@ where
             .api(&tenant)
             .await
             .map_err(|e| Failure::Transient(e.to_string()))?;
-        let body = match api.fetch_blob(&job.content_uri).await {
+        let fetched = match stop {
+            None => api.fetch_blob(&job.content_uri).await,
+            Some(stop) => {
+                match tokio::time::timeout_at(stop, api.fetch_blob(&job.content_uri)).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(out_of_time(job)),
+                }
+            }
+        };
+        let body = match fetched {
             Ok(b) => b,
             Err(e) => {
                 return match e.class() {
@@ -514,7 +539,7 @@ where
         };
         // Actor enrichment from the directory snapshot; without one, events are unenriched.
         let directory = self.directory.get(&self.sink, &job.tenant_id).await;
-        let mut out = Outputs {
+        let out = Outputs {
             raw: self
                 .settings
                 .archive_raw
@@ -533,16 +558,55 @@ where
             stats: BlobStats::default(),
             holders: HashMap::new(),
             quarantined: Vec::new(),
-            ms_now: received_at
-                + super::skew_against(api.as_ref(), received_at).unwrap_or_default(),
+            owned: Vec::new(),
         };
-        let streamed = self.stream_blob(body, &mut run, &mut out).await;
+        let written = match stop {
+            None => {
+                self.write_blob(body, &mut run, out, &blob, listed_at, attempts)
+                    .await
+            }
+            Some(stop) => match tokio::time::timeout_at(
+                stop,
+                self.write_blob(body, &mut run, out, &blob, listed_at, attempts),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(out_of_time(job)),
+            },
+        };
+        if written.is_err() && !run.owned.is_empty() {
+            // A blob that failed holds no record claims: another copy of its records may be
+            // written meanwhile (its retry skips those, or writes them if still free).
+            if let Err(e) = self
+                .store
+                .release_records(&job.tenant_id, &job.content_id, &run.owned)
+                .await
+            {
+                tracing::warn!(content_id = %job.content_id, error = %e, "could not release the record claims of a failed blob; other copies wait for its retry");
+            }
+        }
+        written
+    }
+
+    /// Streams the blob to its outputs, completes them, then marks the blob done.
+    async fn write_blob<'s>(
+        &'s self,
+        body: crate::api::BlobBody,
+        run: &mut BlobRun<'_>,
+        mut out: Outputs<'s, K>,
+        blob: &crate::model::ContentBlob,
+        listed_at: Option<chrono::DateTime<chrono::Utc>>,
+        attempts: u32,
+    ) -> Result<JobOutcome, Failure> {
+        let job = run.job;
+        let streamed = self.stream_blob(body, run, &mut out).await;
         if let Err(f) = streamed {
             out.abort().await;
             return Err(f);
         }
         let quarantined = std::mem::take(&mut run.quarantined);
-        let stats = run.stats;
+        let stats = std::mem::take(&mut run.stats);
         // Durable first: the raw archive, then the events, the quarantine list, then the
         // ledger.
         let raw_kept = out.raw.as_ref().map(|r| r.out.key().to_owned());
@@ -588,7 +652,7 @@ where
             ..LedgerEntry::new(BlobState::Done, self.clock.now())
         };
         self.store
-            .set_blob_state(&job.tenant_id, &blob, &entry)
+            .set_blob_state(&job.tenant_id, blob, &entry)
             .await
             .map_err(|e| Failure::Transient(e.to_string()))?;
         Ok(JobOutcome::Written {
@@ -709,10 +773,17 @@ where
             .await
             .map_err(|e| Failure::Transient(e.to_string()))?;
         let mut not_owned: HashSet<&str> = HashSet::new();
+        let mut held: Vec<(&String, String)> = Vec::new();
         for (id, claim) in ids.iter().zip(claims) {
-            if let RecordClaim::HeldBy(holder) = claim
-                && !self.take_over_if_lost(run, id, holder).await?
-            {
+            match claim {
+                RecordClaim::Owned => run.owned.push(id.clone()),
+                RecordClaim::HeldBy(holder) => held.push((id, holder)),
+            }
+        }
+        for (id, holder) in held {
+            if self.take_over_if_lost(run, id, holder).await? {
+                run.owned.push(id.clone());
+            } else {
                 not_owned.insert(id.as_str());
             }
         }
@@ -767,10 +838,13 @@ where
     C: Clock,
 {
     /// A record this blob holds a copy of is claimed by `holder`. It is skipped only when the
-    /// holder is done (its copy is written). A holder that failed, expired or was abandoned
-    /// would lose the record with it: this blob takes the claim over and writes the record.
-    /// A holder still being fetched is waited for a little (usually it is in the same batch);
-    /// then this job is retried later. Returns whether this blob now holds the record.
+    /// holder is done (its copy is written). A holder gone for good (expired, failed for good,
+    /// aged out of the ledger) would lose the record with it: this blob takes the claim over
+    /// and writes the record. A holder still on its way (a failed blob releases its claims, so
+    /// a holder is running, or was stopped mid-run and comes back) is waited for a little —
+    /// usually it is in the same batch — then this job lets go of its own claims and is
+    /// retried later, so two blobs never wait for each other. Returns whether this blob now
+    /// holds the record.
     async fn take_over_if_lost(
         &self,
         run: &mut BlobRun<'_>,
@@ -791,16 +865,15 @@ where
                         .map_err(|e| Failure::Transient(e.to_string()))?;
                     let d = match entry {
                         Some(e) if e.state == BlobState::Done => Holder::Done,
-                        // Claimed or re-driven (on Microsoft's clock, as the lister
-                        // writes it) not long ago: still on its way.
-                        Some(e)
-                            if matches!(e.state, BlobState::Pending | BlobState::Enqueued)
-                                && run.ms_now - e.updated_at < self.settings.abandoned_after =>
-                        {
-                            Holder::Busy
+                        // Gone for good: expired, failed for good, or aged out of the
+                        // ledger. (A failed blob releases its claims; one still holding
+                        // them was stopped mid-run and is on its way back.)
+                        None => Holder::Lost,
+                        Some(e) if e.state == BlobState::Expired => Holder::Lost,
+                        Some(e) if e.state == BlobState::Failed && e.next_attempt_at.is_none() => {
+                            Holder::Lost
                         }
-                        // Failed, expired, abandoned or gone from the ledger.
-                        _ => Holder::Lost,
+                        Some(_) => Holder::Busy,
                     };
                     if d != Holder::Busy || started.elapsed() >= self.settings.holder_wait {
                         break d;
@@ -867,7 +940,7 @@ enum Holder {
     Done,
     /// Still being fetched: wait for it.
     Busy,
-    /// Failed, expired or abandoned: take the claim over.
+    /// Expired, failed for good or gone: take the claim over.
     Lost,
 }
 
@@ -894,6 +967,13 @@ fn too_large(
             .unwrap_or_default(),
         kept.map(|k| format!("the bytes received up to the limit are kept at {k}; "))
             .unwrap_or_default()
+    ))
+}
+
+fn out_of_time(job: &FetchJob) -> Failure {
+    Failure::Transient(format!(
+        "blob {} did not finish before the function's deadline; it is retried in a new invocation (if this repeats, give the fetcher more memory — and so CPU — or a longer timeout)",
+        job.content_id
     ))
 }
 
@@ -952,8 +1032,8 @@ struct BlobRun<'a> {
     holders: HashMap<String, Holder>,
     /// Records too large to process: position in the array and size in bytes.
     quarantined: Vec<(usize, u64)>,
-    /// Microsoft's "now" when the blob arrived (the clock ledger claims are written on).
-    ms_now: chrono::DateTime<chrono::Utc>,
+    /// Record ids this blob holds claims on (released if it fails).
+    owned: Vec<String>,
 }
 
 /// 128-bit digests of record ids under two random SipHash keys: two different ids of one blob
@@ -1784,6 +1864,76 @@ mod tests {
                 .unwrap()
                 .contains("1000 bytes")
         );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Two blobs each holding a record the other also carries never wait for each other: the
+    /// one that finds its holder busy lets go of its own claims and is retried; the other
+    /// writes both records; the retry skips them. Each record once.
+    #[tokio::test]
+    async fn two_blobs_holding_each_others_records_do_not_deadlock() {
+        let (f, api, _, _, dir) = setup_with(FetcherSettings {
+            max_receives: 3,
+            holder_wait: StdDuration::from_millis(0),
+            ..FetcherSettings::default()
+        })
+        .await;
+        let tenant = TenantId::parse(TENANT).unwrap();
+        let t = Utc::now() - Duration::hours(1);
+        let r = |id: &str| serde_json::json!({"Id": id});
+        api.add(
+            ContentType::General,
+            "x$1",
+            t,
+            vec![r("r1"), r("r2"), r("x")],
+        );
+        api.add(
+            ContentType::General,
+            "y$2",
+            t,
+            vec![r("r2"), r("r1"), r("y")],
+        );
+        let exp = Utc::now() + Duration::days(8);
+        for (holder, id) in [("x$1", "r1"), ("y$2", "r2")] {
+            let blob = api
+                .blobs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(b, _)| b.content_id == holder)
+                .unwrap()
+                .0
+                .clone();
+            f.store()
+                .claim_blob(&tenant, &blob, Utc::now())
+                .await
+                .unwrap();
+            f.store()
+                .claim_records(&tenant, holder, &[id.into()], exp, Utc::now())
+                .await
+                .unwrap();
+        }
+        let o = f.handle(&job_for(&api, "x$1")).await;
+        assert!(o.is_retry(), "x waits for y: {o:?}");
+        let JobOutcome::Written { records, .. } = f.handle(&job_for(&api, "y$2")).await else {
+            panic!("y takes what x let go")
+        };
+        assert_eq!(records, 3);
+        let JobOutcome::Written {
+            records,
+            cross_blob_duplicates,
+            ..
+        } = f.handle(&job_for(&api, "x$1")).await
+        else {
+            panic!()
+        };
+        assert_eq!((records, cross_blob_duplicates), (1, 2));
+        let mut uids: Vec<String> = events_of(&dir)
+            .iter()
+            .map(|e| e["metadata"]["uid"].as_str().unwrap().to_owned())
+            .collect();
+        uids.sort();
+        assert_eq!(uids, ["r1", "r2", "x", "y"]);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

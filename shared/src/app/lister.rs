@@ -170,7 +170,7 @@ pub struct SweepReport {
     pub redriven: u64,
     /// Entries Microsoft expired before they could be fetched (data lost upstream, reported).
     pub expired: u64,
-    /// Age of the oldest open failed entry (now − `contentCreated`), in seconds.
+    /// Age of the oldest open failed entry (now − when it was first listed), in seconds.
     pub oldest_open_secs: Option<i64>,
     /// Why the sweep failed (others carry on).
     pub error: Option<String>,
@@ -204,6 +204,33 @@ impl ListerReport {
         self.feeds.iter().filter(|f| f.error.is_some()).count()
             + self.sweeps.iter().filter(|s| s.error.is_some()).count()
             + self.tenant_errors.len()
+    }
+
+    /// Writes the invocation's one summary log line (the Lambda handler's).
+    pub fn log_summary(
+        &self,
+        request_id: &str,
+        api: &crate::api::ApiStats,
+        certificates_expiring: usize,
+        duration_ms: u64,
+    ) {
+        tracing::info!(
+            request_id = %request_id,
+            feeds = self.feeds.len(),
+            listed = self.feeds.iter().map(|f| f.listed).sum::<u64>(),
+            jobs = self.jobs(),
+            late_found = self.feeds.iter().map(|f| f.late_found).sum::<u64>(),
+            swept = self.sweeps.iter().map(|s| s.redriven).sum::<u64>(),
+            expired = self.sweeps.iter().map(|s| s.expired).sum::<u64>(),
+            dead_letters_recovered = self.dead_letters.recovered,
+            failures = self.failures(),
+            api_calls = api.calls,
+            throttled = api.throttled,
+            retries = api.retries,
+            certificates_expiring,
+            duration_ms,
+            "lister invocation done"
+        );
     }
 
     /// True when some feed stopped before finishing its work (the next tick resumes).
@@ -1068,7 +1095,7 @@ async fn sweep<S: StateStore, Q: JobQueue, C: Clock, A: ActivityApi>(
     report.open_failed = open.len() as u64;
     report.oldest_open_secs = open
         .iter()
-        .map(|i| (now - i.blob.content_created).num_seconds())
+        .map(|i| (now - i.entry.listed_at.unwrap_or(i.blob.content_created)).num_seconds())
         .max();
     let due: Vec<LedgerItem> = open.into_iter().filter(|i| i.entry.is_due(now)).collect();
     if let Err(e) = redrive_items(ctx.store, ctx.queue, &tenant.id, &due, now, &mut report).await {
@@ -1536,7 +1563,7 @@ mod tests {
             now += Duration::minutes(5);
             clock.set(now);
             *api.now.lock().unwrap() = Some(now);
-            let deadline = Instant::now() + StdDuration::from_millis(250);
+            let deadline = Instant::now() + StdDuration::from_millis(1000);
             let r = run(
                 &store,
                 &queue,

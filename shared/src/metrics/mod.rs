@@ -107,8 +107,8 @@ pub enum Metric {
     /// New blobs the reconciliation pass found: published later than the re-list band
     /// (lister; TenantId + ContentType).
     ReconcileListed,
-    /// Age (now − `contentCreated`) of the tenant's oldest open failed ledger entry, 0 when
-    /// none (lister; TenantId).
+    /// Age (now − first listed) of the tenant's oldest open failed ledger entry, 0 when none
+    /// (lister; TenantId).
     OldestOpenEntryAgeSeconds,
 }
 

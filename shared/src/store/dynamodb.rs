@@ -958,6 +958,32 @@ impl StateStore for DynamoDbStore {
         }
     }
 
+    async fn release_records(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+    ) -> Result<(), StoreError> {
+        for id in record_ids {
+            let res = send_retrying!(
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .key("pk", s(record_pk(tenant, id)))
+                    .key("sk", s(RECORD_SK))
+                    .condition_expression("#b = :me")
+                    .expression_attribute_names("#b", "blob")
+                    .expression_attribute_values(":me", s(content_id))
+            );
+            match res {
+                Ok(_) => {}
+                Err(e) if e.code() == Some(CONDITIONAL_CHECK_FAILED) => {}
+                Err(e) => return Err(self.err("release_records", &e)),
+            }
+        }
+        Ok(())
+    }
+
     async fn load_directory_sync(
         &self,
         tenant: &TenantId,

@@ -286,6 +286,26 @@ impl StateStore for MemoryStore {
         Ok(owned)
     }
 
+    async fn release_records(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for id in record_ids {
+            let key = (tenant.clone(), record_key(id).into_owned());
+            if state
+                .records
+                .get(&key)
+                .is_some_and(|(b, _)| b == content_id)
+            {
+                state.records.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
     async fn load_directory_sync(
         &self,
         tenant: &TenantId,
@@ -747,6 +767,29 @@ pub(super) mod contract {
                 .await
                 .unwrap(),
             [RecordClaim::HeldBy("y$2".into())]
+        );
+        // Released only by its holder; then free for anyone.
+        store
+            .release_records(&t, "x$1", &ids(&["r1", &long]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .claim_records(&t, "z$3", &ids(&["r1"]), ttl, now)
+                .await
+                .unwrap(),
+            [RecordClaim::HeldBy("y$2".into())]
+        );
+        store
+            .release_records(&t, "y$2", &ids(&["r1", &long]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .claim_records(&t, "z$3", &ids(&["r1", &long]), ttl, now)
+                .await
+                .unwrap(),
+            [RecordClaim::Owned, RecordClaim::Owned]
         );
     }
 

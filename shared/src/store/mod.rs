@@ -285,6 +285,18 @@ pub trait StateStore: Send + Sync {
         expires_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
+    /// Drops the claims `content_id` holds on these records (a blob that must wait for
+    /// another lets go of what it holds, so two blobs never wait for each other).
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    fn release_records(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Where the tenant's directory sync stands (its Graph delta link); `None` before the
     /// first sync.
     ///
@@ -408,6 +420,14 @@ impl<T: StateStore + ?Sized> StateStore for std::sync::Arc<T> {
         expires_at: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send {
         (**self).take_over_record(tenant, record_id, from, to, expires_at)
+    }
+    fn release_records(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        (**self).release_records(tenant, content_id, record_ids)
     }
     fn blob_entry(
         &self,

@@ -646,6 +646,33 @@ impl StateStore for RedbStore {
         .await
     }
 
+    async fn release_records(
+        &self,
+        tenant: &TenantId,
+        content_id: &str,
+        record_ids: &[String],
+    ) -> Result<(), StoreError> {
+        let op = "release_records";
+        let keys: Vec<String> = record_ids.iter().map(|id| record_key(tenant, id)).collect();
+        let me = content_id.to_owned();
+        self.write(op, move |txn, path| {
+            let mut t = txn.open_table(RECORDS).map_err(|e| backend(op, path, e))?;
+            for key in &keys {
+                let mine = match t.get(key.as_str()).map_err(|e| backend(op, path, e))? {
+                    None => false,
+                    Some(v) => {
+                        decode::<StoredRecord>(format!("record claim {key}"), v.value())?.blob == me
+                    }
+                };
+                if mine {
+                    t.remove(key.as_str()).map_err(|e| backend(op, path, e))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn load_directory_sync(
         &self,
         tenant: &TenantId,
