@@ -1,4 +1,5 @@
-//! `bench memory` and `bench run`: figures of a real collection against the emulator.
+//! `bench memory` and `bench run`: figures of a real collection against the emulator;
+//! `bench lister-scale` ([`lister_scale`]): the lister's tick over many tenants, in process.
 //!
 //! Both keep the measured collector apart from everything else: the emulator runs as its own
 //! process (`o365-collector emulate --scenario FILE --port 0`) and each measured collection is a
@@ -15,6 +16,9 @@ use std::time::Instant;
 
 use chrono::{Duration, SecondsFormat, Utc};
 use rand::SeedableRng;
+
+mod lister_scale;
+pub use lister_scale::{ListerScaleArgs, lister_scale};
 
 /// Environment variable that makes `run --once` print a final [`RUSAGE_PREFIX`] line.
 pub const RUSAGE_ENV: &str = "O365_REPORT_RUSAGE";

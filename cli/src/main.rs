@@ -139,6 +139,10 @@ enum BenchCommand {
     /// A local run over an emulated tenant (all five content types, paging, throttling):
     /// blobs/s, records/s, CPU, peak RSS, API calls per blob (docs/benchmarks.md).
     Run(bench::RunArgs),
+    /// The lister's tick over many tenants (in-process emulator, counted state store): wall
+    /// and CPU time, API requests and state-store calls per tenant per tick, and a projection
+    /// of the tick at Microsoft's latency (docs/benchmarks.md).
+    ListerScale(bench::ListerScaleArgs),
 }
 
 fn init_tracing(default: &str) {
@@ -211,6 +215,12 @@ async fn main() -> ExitCode {
         } => {
             init_tracing("warn");
             bench::run(&args).await
+        }
+        Command::Bench {
+            what: BenchCommand::ListerScale(args),
+        } => {
+            init_tracing("error");
+            bench::lister_scale(&args).await
         }
         Command::Emulate {
             scenario,

@@ -90,6 +90,7 @@ pub(crate) async fn subscriptions(
         tenant: Some(tenant.clone()),
         publisher_identifier: q.get("PublisherIdentifier").map(str::to_owned),
         method_name,
+        blob: None,
     };
     let ctx2 = ctx.clone();
     let m = method.clone();
@@ -395,11 +396,17 @@ pub(crate) async fn blob(
     headers: HeaderMap,
 ) -> Response {
     let q = QueryParams::parse(&uri);
+    let blob = ctx.world.tenant(&tenant).and_then(|t| {
+        let (ct, i) = t.blob_index.get(&content_id)?;
+        let b = t.blobs.get(ct)?.get(*i)?;
+        Some(crate::state::blob_key(&t.spec.id, ct, b.seq))
+    });
     let call = Call {
         endpoint: Endpoint::Blob,
         tenant: Some(tenant.clone()),
         publisher_identifier: q.get("PublisherIdentifier").map(str::to_owned),
         method_name: "GetBlob",
+        blob,
     };
     let ctx2 = ctx.clone();
     guarded(&ctx, &method, &uri, call, || async move {

@@ -169,6 +169,7 @@ fn call(ctx: &Ctx, headers: &HeaderMap) -> Call {
         tenant,
         publisher_identifier: None,
         method_name: "Graph",
+        blob: None,
     }
 }
 

@@ -161,6 +161,10 @@ pub struct DataSpec {
     /// Delay of late blobs, in seconds.
     #[serde(default = "default_late_by")]
     pub late_by_secs: i64,
+    /// When set, each late blob gets its own delay, drawn uniformly between `late_by_secs` and
+    /// this (seconds), instead of `late_by_secs` for all: content published hours to days late.
+    #[serde(default)]
+    pub late_by_secs_max: Option<i64>,
     /// Fraction of records whose `Id` is repeated in a second, later blob.
     #[serde(default)]
     pub duplicate_fraction: f64,
@@ -204,6 +208,7 @@ impl Default for DataSpec {
             records_per_blob: default_records_per_blob(),
             late_fraction: 0.0,
             late_by_secs: default_late_by(),
+            late_by_secs_max: None,
             duplicate_fraction: 0.0,
             expired_fraction: 0.0,
             expire_after_secs: 0,
@@ -378,6 +383,12 @@ pub struct FaultSpec {
     /// At most this many firings.
     #[serde(default)]
     pub limit: Option<u64>,
+    /// Only blob requests, and only for this fraction of the blobs: each blob is selected or
+    /// not by the seed, the rule's position and the blob's tenant, content type and sequence
+    /// number, so a selected blob meets the rule on every request (with `every = 1`: a blob
+    /// that fails for good). The ground truth lists the rules that select each blob.
+    #[serde(default)]
+    pub blob_fraction: Option<f64>,
     /// Delay for `slow`, in milliseconds.
     #[serde(default = "default_delay")]
     pub delay_ms: u64,
@@ -545,6 +556,15 @@ impl Scenario {
                     return bad(format!("tenant {}: {name} must be between 0 and 1", t.id));
                 }
             }
+            if t.data
+                .late_by_secs_max
+                .is_some_and(|m| m < t.data.late_by_secs)
+            {
+                return bad(format!(
+                    "tenant {}: late_by_secs_max must not be below late_by_secs",
+                    t.id
+                ));
+            }
         }
         for a in &self.apps {
             if !self.tenants.iter().any(|t| t.id == a.home_tenant) {
@@ -568,6 +588,12 @@ impl Scenario {
             if !(300..=399).contains(&f.redirect_status) {
                 return bad(format!(
                     "fault {:?}: redirect_status must be between 300 and 399",
+                    f.kind
+                ));
+            }
+            if f.blob_fraction.is_some_and(|b| !(0.0..=1.0).contains(&b)) {
+                return bad(format!(
+                    "fault {:?}: blob_fraction must be between 0 and 1",
                     f.kind
                 ));
             }

@@ -154,7 +154,8 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
-    let fired = lock(&ctx.world.faults).decide(call.endpoint, call.tenant.as_deref());
+    let fired =
+        lock(&ctx.world.faults).decide(call.endpoint, call.tenant.as_deref(), call.blob.as_deref());
     let mut fault_name = None;
     let response = match fired.clone() {
         None => f().await,
@@ -489,6 +490,7 @@ async fn token(
         tenant: Some(tenant.clone()),
         publisher_identifier: None,
         method_name: "Token",
+        blob: None,
     };
     let ctx2 = ctx.clone();
     guarded(&ctx, &method, &uri, call, || async move {

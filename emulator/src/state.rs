@@ -49,6 +49,15 @@ pub(crate) struct Blob {
     pub(crate) expiration: DateTime<Utc>,
     pub(crate) body: Bytes,
     pub(crate) record_ids: Vec<String>,
+    /// Position in its tenant's and content type's generation order (from 1): with those, the
+    /// blob's stable key for `blob_fraction` fault rules ([`blob_key`]).
+    pub(crate) seq: u64,
+}
+
+/// The stable key of a blob for `blob_fraction` fault rules: unlike its content id (which holds
+/// times relative to the emulator's start), the same in every run of a scenario.
+pub(crate) fn blob_key(tenant: &str, content_type: &str, seq: u64) -> String {
+    format!("{}/{content_type}/{seq}", tenant.to_ascii_lowercase())
 }
 
 /// A subscription's state.
@@ -294,7 +303,11 @@ fn build_blobs(
                 + Duration::seconds(rng.random_range(30..1800))
                 + Duration::milliseconds(rng.random_range(0..1000));
             let available_at = if d.late_fraction > 0.0 && rng.random_bool(d.late_fraction) {
-                created + Duration::seconds(d.late_by_secs)
+                let delay = match d.late_by_secs_max {
+                    Some(max) if max > d.late_by_secs => rng.random_range(d.late_by_secs..=max),
+                    _ => d.late_by_secs,
+                };
+                created + Duration::seconds(delay)
             } else {
                 created
             };
@@ -323,6 +336,7 @@ fn build_blobs(
                 expiration,
                 body,
                 record_ids,
+                seq,
             });
         }
         records.clear();
@@ -354,6 +368,9 @@ pub struct BlobTruth {
     pub expired: bool,
     /// Listed late: `available_at` after `content_created`.
     pub late: bool,
+    /// Kinds of the fault rules with a `blob_fraction` that select this blob (it meets them on
+    /// every request; with `every = 1`, e.g. a `truncate`, it can never be fetched).
+    pub targeted_by: Vec<String>,
 }
 
 impl World {
@@ -365,6 +382,28 @@ impl World {
         for t in tenants {
             for blobs in t.blobs.values() {
                 for b in blobs {
+                    let key = blob_key(&t.spec.id, b.content_type, b.seq);
+                    let targeted_by = self
+                        .scenario
+                        .faults
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, f)| {
+                            f.endpoints.contains(&Endpoint::Blob)
+                                && f.tenant
+                                    .as_ref()
+                                    .is_none_or(|x| x.eq_ignore_ascii_case(&t.spec.id))
+                                && f.blob_fraction.is_some_and(|fr| {
+                                    crate::faults::selects_blob(self.scenario.seed, *i, &key, fr)
+                                })
+                        })
+                        .map(|(_, f)| {
+                            serde_json::to_value(f.kind)
+                                .ok()
+                                .and_then(|v| v.as_str().map(str::to_owned))
+                                .unwrap_or_default()
+                        })
+                        .collect();
                     out.push(BlobTruth {
                         tenant: t.spec.id.clone(),
                         content_type: b.content_type,
@@ -376,6 +415,7 @@ impl World {
                         available: b.available_at <= now,
                         expired: b.expiration <= now,
                         late: b.available_at > b.content_created,
+                        targeted_by,
                     });
                 }
             }
@@ -416,4 +456,6 @@ pub(crate) struct Call {
     pub(crate) tenant: Option<String>,
     pub(crate) publisher_identifier: Option<String>,
     pub(crate) method_name: &'static str,
+    /// The stable key of the blob requested ([`blob_key`]), for `blob_fraction` rules.
+    pub(crate) blob: Option<String>,
 }

@@ -12,6 +12,7 @@ mod events;
 mod hostile;
 mod keygen;
 mod lambda_e2e;
+mod ledger;
 mod local_run;
 mod metrics;
 mod no_secrets;

@@ -3,8 +3,10 @@
 //! fetcher instances at once), against the emulator of Microsoft's endpoints with every fault it
 //! knows, on moto behind a proxy that injects AWS errors at the adapter boundary, with processes
 //! killed at random points. At the end the S3 output is checked against the emulator's ground
-//! truth: every record exactly once by `Id` (or its blobs reported as lost upstream), no
-//! duplicate objects, and nothing in the DLQ but the poison jobs, each with its reason.
+//! truth: every record exactly once by `Id` (or its blobs reported as lost upstream or failing
+//! for good), no duplicate objects, every blob that can never be fetched `failed` with its
+//! reason (and dead-lettered with it) or `expired`, and nothing else in the DLQ but the poison
+//! jobs, each with its reason.
 //!
 //! Everything random follows the seed: the scenario (data, late/duplicate/expired blobs, which
 //! requests the emulator faults), the AWS faults and the kill decisions. What a kill interrupts
@@ -68,8 +70,17 @@ pub struct ChaosConfig {
     pub unauthorized_rate: f64,
     /// Fraction of blobs listable only late.
     pub late_fraction: f64,
-    /// The latest delay of late blobs (tenants get delays spread up to this), seconds.
+    /// The latest delay of late blobs, seconds: tenants get ranges spread up to this, each
+    /// late blob a delay drawn in its tenant's range (the emulator's `late_by_secs_max`).
     pub max_late_secs: i64,
+    /// Fraction of blobs whose every GET is cut short (a `truncate` fault with
+    /// `blob_fraction`): they can never be fetched and must end `failed` with their reason
+    /// (and in the DLQ) or `expired`; their records that other blobs also hold are written
+    /// from those.
+    pub failing_blob_fraction: f64,
+    /// `RECONCILE_EVERY_MINUTES` of the lister: small, so reconciliation passes (which find
+    /// content later than the re-list band) run at every clock step.
+    pub reconcile_every_minutes: u32,
     /// Fraction of records repeated in the next blob.
     pub duplicate_fraction: f64,
     /// Fraction of blobs that expire early (at once, or half a clock step after they appear).
@@ -88,10 +99,10 @@ pub struct ChaosConfig {
     pub redeliver_fraction: f64,
     /// Fetcher instances working the queue at once.
     pub fetchers: usize,
-    /// `FETCHER_MAX_RECEIVES`: the fetcher dead-letters a job with its reason after this many.
+    /// `FETCHER_MAX_RECEIVES`, which is also the queue's redrive `maxReceiveCount` (one value,
+    /// as in template.yaml): at the last receive the fetcher dead-letters a failing job with
+    /// its reason and marks its ledger entry failed with a retry.
     pub fetcher_max_receives: u32,
-    /// The queue's redrive `maxReceiveCount` (above the fetcher's, as in template.yaml).
-    pub sqs_max_receive_count: u32,
     /// moto endpoint.
     pub moto_endpoint: String,
     /// The lister binary and what build it is.
@@ -103,8 +114,9 @@ pub struct ChaosConfig {
 }
 
 impl ChaosConfig {
-    /// The issue's figures: AF429 5 %, 5xx 2 %, drops 1 %, 10 % of blobs up to 24 h late,
-    /// duplicates, expired blobs, AWS faults 3 %, kills; the debug binaries.
+    /// The issue's figures: AF429 5 %, 5xx 2 %, drops 1 %, 10 % of blobs late by up to 6 days,
+    /// duplicates, expired blobs, blobs that fail for good, AWS faults 3 %, kills; the debug
+    /// binaries.
     pub fn new(seed: u64, blobs: usize, moto_endpoint: &str) -> ChaosConfig {
         let debug = |n: &str| (crate::runtime::function_binary(n), "debug".to_owned());
         ChaosConfig::with_binaries(
@@ -135,7 +147,9 @@ impl ChaosConfig {
             drop_rate: 0.01,
             unauthorized_rate: 0.003,
             late_fraction: 0.1,
-            max_late_secs: 23 * 3600 + 1800,
+            max_late_secs: 6 * 24 * 3600 - 3600,
+            failing_blob_fraction: 0.02,
+            reconcile_every_minutes: 60,
             duplicate_fraction: 0.05,
             expired_fraction: 0.03,
             token_lifetime_secs: 600,
@@ -151,7 +165,6 @@ impl ChaosConfig {
             redeliver_fraction: 0.02,
             fetchers: 2,
             fetcher_max_receives: 10,
-            sqs_max_receive_count: 12,
             moto_endpoint: moto_endpoint.trim_end_matches('/').to_owned(),
             lister_binary,
             fetcher_binary,
@@ -171,8 +184,18 @@ pub struct ChaosSummary {
     pub blobs: usize,
     /// Of those, listed late.
     pub late_blobs: usize,
+    /// Of the late ones, listable more than 24 h after `contentCreated`.
+    pub very_late_blobs: usize,
+    /// The longest delay of a late blob, hours.
+    pub max_late_hours: f64,
     /// Of those, expired by the end (early expiry).
     pub expired_blobs: usize,
+    /// Blobs every GET of which is cut short (can never be fetched).
+    pub failing_blobs: usize,
+    /// Of those, `failed` in the ledger (with a reason, and dead-lettered with it).
+    pub failing_blobs_failed: usize,
+    /// Of those, `expired` in the ledger (Microsoft expired them while they were retried).
+    pub failing_blobs_expired: usize,
     /// Blobs the collector wrote (ledger `done`).
     pub blobs_done: usize,
     /// Blobs reported as lost upstream (ledger `expired`).
@@ -187,6 +210,11 @@ pub struct ChaosSummary {
     pub duplicates_dropped: usize,
     /// Records lost upstream: every blob holding them expired before it was fetched.
     pub records_lost_upstream: usize,
+    /// Records held only by blobs that fail for good (or expired): not written, their blobs
+    /// reported `failed` (or `expired`).
+    pub records_only_in_failing_blobs: usize,
+    /// Records of blobs that fail for good written from another blob holding them.
+    pub records_saved_by_another_copy: usize,
     /// Events objects (`ocsf/`) and raw archive objects (`raw/`).
     pub objects: (usize, usize),
     /// Emulator requests in all.
@@ -207,6 +235,18 @@ pub struct ChaosSummary {
     pub kills_fetcher: u32,
     /// Lister invocations (ticks).
     pub lister_ticks: u32,
+    /// Of those, after the last clock step (until nothing is open).
+    pub closing_ticks: u32,
+    /// New blobs found by reconciliation passes (content later than the re-list band).
+    pub late_found: u64,
+    /// Reconciliation windows listed.
+    pub reconciled_windows: u64,
+    /// Failed ledger entries the sweep enqueued again.
+    pub sweep_redriven: u64,
+    /// Failed ledger entries the sweep marked expired (past `contentExpiration`).
+    pub sweep_expired: u64,
+    /// Jobs SQS dead-lettered by itself that the lister's dead-letter sweep recovered.
+    pub dead_letters_recovered: u64,
     /// Lister ticks where a feed or tenant failed (retried by the next tick).
     pub lister_feed_failures: u32,
     /// Distinct feed errors the lister reported (first words), with counts.
@@ -225,6 +265,12 @@ pub struct ChaosSummary {
     pub poison_jobs: usize,
     /// DLQ messages at the end.
     pub dlq_messages: usize,
+    /// Of those, jobs of blobs that fail for good (one per time the sweep re-drove one and it
+    /// ran out of receives again).
+    pub dlq_failing_jobs: usize,
+    /// Of those, other real jobs SQS moved by itself, recovered by the lister (reason given,
+    /// blob done since).
+    pub dlq_recovered_jobs: usize,
     /// Emulator clock: steps and total advance in hours.
     pub clock: (u32, f64),
     /// Binaries used.
@@ -259,16 +305,27 @@ impl fmt::Display for ChaosSummary {
             ("seed", self.seed.to_string()),
             ("tenants × content types", format!("{} × 5", self.tenants)),
             (
-                "blobs available (late / expired early)",
+                "blobs available (late / expired early / failing for good)",
                 format!(
-                    "{} ({} / {})",
-                    self.blobs, self.late_blobs, self.expired_blobs
+                    "{} ({} / {} / {})",
+                    self.blobs, self.late_blobs, self.expired_blobs, self.failing_blobs
                 ),
+            ),
+            (
+                "late blobs over 24 h (longest delay)",
+                format!("{} ({:.1} h)", self.very_late_blobs, self.max_late_hours),
             ),
             ("blobs written (ledger done)", self.blobs_done.to_string()),
             (
                 "blobs expired before fetch (ledger expired, lost upstream)",
                 self.blobs_lost_upstream.to_string(),
+            ),
+            (
+                "blobs failing for good: ledger failed (reason, DLQ) / expired",
+                format!(
+                    "{} / {}",
+                    self.failing_blobs_failed, self.failing_blobs_expired
+                ),
             ),
             (
                 "records available (unique Id)",
@@ -289,6 +346,13 @@ impl fmt::Display for ChaosSummary {
             (
                 "records lost upstream (reported)",
                 self.records_lost_upstream.to_string(),
+            ),
+            (
+                "records only in blobs failing for good (reported) / written from another copy",
+                format!(
+                    "{} / {}",
+                    self.records_only_in_failing_blobs, self.records_saved_by_another_copy
+                ),
             ),
             (
                 "objects ocsf/ + raw/",
@@ -317,8 +381,22 @@ impl fmt::Display for ChaosSummary {
                 format!("{} / {}", self.kills_lister, self.kills_fetcher),
             ),
             (
-                "lister ticks (with a failed feed)",
-                format!("{} ({})", self.lister_ticks, self.lister_feed_failures),
+                "lister ticks (with a failed feed) / closing ticks",
+                format!(
+                    "{} ({}) / {}",
+                    self.lister_ticks, self.lister_feed_failures, self.closing_ticks
+                ),
+            ),
+            (
+                "reconciliation windows / late blobs found by them",
+                format!("{} / {}", self.reconciled_windows, self.late_found),
+            ),
+            (
+                "sweep: re-driven / expired; dead letters recovered",
+                format!(
+                    "{} / {}; {}",
+                    self.sweep_redriven, self.sweep_expired, self.dead_letters_recovered
+                ),
             ),
             (
                 "duplicate listings (known blobs)",
@@ -336,13 +414,19 @@ impl fmt::Display for ChaosSummary {
                 self.redeliveries.to_string(),
             ),
             (
-                "DLQ messages (poison jobs injected)",
-                format!("{} ({})", self.dlq_messages, self.poison_jobs),
+                "DLQ messages: poison / failing blobs' jobs / recovered",
+                format!(
+                    "{}: {} / {} / {}",
+                    self.dlq_messages,
+                    self.poison_jobs,
+                    self.dlq_failing_jobs,
+                    self.dlq_recovered_jobs
+                ),
             ),
             (
                 "emulator clock",
                 format!(
-                    "{} steps, +{:.1} h (starts {} h behind the collector)",
+                    "{} steps, +{:.1} h in all (starts {} h behind the collector)",
                     self.clock.0,
                     self.clock.1,
                     SKEW_SECS / 3600
@@ -382,7 +466,8 @@ impl fmt::Display for ChaosSummary {
 struct Plan {
     hours: i64,
     records_per_hour: u32,
-    late_by: Vec<i64>,
+    /// Per tenant: the range of delays of its late blobs, seconds.
+    late_by: Vec<(i64, i64)>,
     expire_after: Vec<i64>,
     step: chrono::Duration,
     relist_band_minutes: i64,
@@ -397,10 +482,13 @@ fn plan(c: &ChaosConfig) -> Plan {
     let hours = c.blobs.div_ceil(slots * per_hour).clamp(1, 20) as i64;
     let total = chrono::Duration::seconds(c.max_late_secs) + chrono::Duration::minutes(32);
     let step = total / i32::try_from(c.clock_steps.max(1)).unwrap_or(1);
+    // Tenant i of n: delays between a quarter of and ((i + 1) / n)² × the latest: with 4
+    // tenants up to 9 h, 36 h, 81 h and 143 h (6 days) — beyond the band and beyond a day.
     let late_by = (0..tenants)
         .map(|i| {
             let f = (i + 1) as f64 / tenants as f64;
-            ((c.max_late_secs as f64 * f * f) as i64).max(600)
+            let max = ((c.max_late_secs as f64 * f * f) as i64).max(600);
+            ((max / 4).max(600), max)
         })
         .collect();
     let expire_after = (0..tenants)
@@ -418,10 +506,9 @@ fn plan(c: &ChaosConfig) -> Plan {
         late_by,
         expire_after,
         step,
-        // Content lies between `hours` and half an hour before the collector's clock, which
-        // hardly moves during a run: the band covers all of it, so late content is found
-        // whatever the (emulated) delay.
-        relist_band_minutes: hours * 60 + 90,
+        // The product's band: content later than it is found by reconciliation passes, which
+        // run at every clock step (`reconcile_every_minutes`).
+        relist_band_minutes: 150,
         lookback_hours: hours + 2,
     }
 }
@@ -461,6 +548,7 @@ hours_back = {hours}
 records_per_blob = {rpb}
 late_fraction = {late}
 late_by_secs = {late_by}
+late_by_secs_max = {late_by_max}
 duplicate_fraction = {dup}
 expired_fraction = {exp}
 expire_after_secs = {exp_after}
@@ -469,7 +557,8 @@ records_per_hour = {{ {rates} }}
             hours = p.hours,
             rpb = c.records_per_blob,
             late = c.late_fraction,
-            late_by = p.late_by[i],
+            late_by = p.late_by[i].0,
+            late_by_max = p.late_by[i].1,
             dup = c.duplicate_fraction,
             exp = c.expired_fraction,
             exp_after = p.expire_after[i],
@@ -498,6 +587,14 @@ manage_roles = ["ActivityFeed.Read", "ActivityFeed.ReadDlp"]
         cert = cert_pem.replace('\n', "\\n"),
         consented = consented.join(", "),
     );
+    // First, so no other rule takes its turn: every GET of the selected blobs is cut short
+    // (the ground truth's `targeted_by` says which).
+    if c.failing_blob_fraction > 0.0 {
+        s += &format!(
+            "\n[[fault]]\nkind = \"truncate\"\nendpoints = [\"blob\"]\nevery = 1\nblob_fraction = {}\n",
+            c.failing_blob_fraction
+        );
+    }
     let half = c.server_error_rate / 2.0;
     for (kind, endpoints, rate) in [
         ("af429", r#"["content", "blob"]"#, c.af429_rate),
@@ -753,9 +850,16 @@ struct Tick {
     errors: Vec<String>,
     completed: bool,
     failures: u64,
+    /// Jobs handed on: new blobs and re-driven claims of the listings, failed entries the
+    /// sweep re-drove, dead letters recovered. A tick with none did no work.
     jobs: u64,
     known: u64,
     stopped_early: bool,
+    sweep_redriven: u64,
+    sweep_expired: u64,
+    recovered: u64,
+    late_found: u64,
+    reconciled_windows: u64,
 }
 
 fn tick_report(v: &Value) -> Tick {
@@ -772,18 +876,78 @@ fn tick_report(v: &Value) -> Tick {
             .flatten()
             .filter_map(|e| e.as_str().map(str::to_owned)),
     );
+    let sweeps = v["sweeps"].as_array().cloned().unwrap_or_default();
+    errors.extend(
+        sweeps
+            .iter()
+            .filter_map(|s| s["error"].as_str().map(|e| format!("sweep: {e}"))),
+    );
+    if let Some(e) = v["dead_letters"]["error"].as_str() {
+        errors.push(format!("dead-letter sweep: {e}"));
+    }
+    let sweep_redriven: u64 = sweeps.iter().map(|s| n(s, "redriven")).sum();
+    let recovered = n(&v["dead_letters"], "recovered");
     Tick {
-        errors,
         completed: true,
-        failures: feeds.iter().filter(|f| !f["error"].is_null()).count() as u64
-            + v["tenant_errors"].as_array().map_or(0, |a| a.len() as u64),
+        failures: errors.len() as u64,
+        errors,
         jobs: feeds
             .iter()
             .map(|f| n(f, "enqueued") + n(f, "redriven"))
-            .sum(),
+            .sum::<u64>()
+            + sweep_redriven
+            + recovered,
         known: feeds.iter().map(|f| n(f, "known")).sum(),
         stopped_early: feeds.iter().any(|f| f["stopped_early"] == json!(true)),
+        sweep_redriven,
+        sweep_expired: sweeps.iter().map(|s| n(s, "expired")).sum(),
+        recovered,
+        late_found: feeds.iter().map(|f| n(f, "late_found")).sum(),
+        reconciled_windows: feeds.iter().map(|f| n(f, "reconciled_windows")).sum(),
     }
+}
+
+/// Ledger entries of the blobs available now that are still open: not in the ledger (not
+/// listed yet), `pending`, `enqueued`, or `failed` with a retry — except blobs that fail for
+/// good, which stay failed (retried) until Microsoft expires them.
+async fn open_entries(
+    stack: &Stack,
+    emu: &o365_emulator::Emulator,
+) -> Vec<(String, Option<shared::model::LedgerEntry>)> {
+    let now = emu.now();
+    let keys: Vec<(String, String, bool)> = emu
+        .truth()
+        .into_iter()
+        .filter(|b| b.available_at <= now && !b.expired)
+        .map(|b| (b.tenant, b.content_id, !b.targeted_by.is_empty()))
+        .collect();
+    let st = stack.clone();
+    let entries = parallel(keys, 6, move |(tenant, content_id, fails)| {
+        let store = st.store();
+        async move {
+            let t = TenantId::parse(&tenant).expect("tenant id");
+            let e = store
+                .blob_entry(&t, &content_id, Utc::now())
+                .await
+                .expect("blob entry");
+            (content_id, e, fails)
+        }
+    })
+    .await;
+    entries
+        .into_iter()
+        .filter(|(_, e, fails)| match e {
+            None => true,
+            Some(e) => match e.state {
+                // A job SQS dead-lettered by itself leaves its entry enqueued until the
+                // lister's dead-letter sweep (next tick) gives it a reason and a retry.
+                BlobState::Pending | BlobState::Enqueued => true,
+                BlobState::Failed => e.next_attempt_at.is_some() && !fails,
+                _ => false,
+            },
+        })
+        .map(|(id, e, _)| (id, e))
+        .collect()
 }
 
 /// Poison jobs put straight on the queue: they must be dead-lettered, each with a reason.
@@ -907,7 +1071,7 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
     };
     let p = plan(&c);
     let ids = tenant_ids(c.seed, c.tenants.max(2));
-    let stack = Stack::create_at(&c.moto_endpoint, c.sqs_max_receive_count).await;
+    let stack = Stack::create_at(&c.moto_endpoint, c.fetcher_max_receives).await;
     let proxy = CountingProxy::start_with_faults(&c.moto_endpoint, c.aws).await;
     let (pem, cert_pem) = cert_and_key();
     let emu = o365_emulator::Emulator::start(
@@ -945,10 +1109,12 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
     let band = p.relist_band_minutes.to_string();
     let lookback = p.lookback_hours.to_string();
     let max_receives = c.fetcher_max_receives.to_string();
+    let reconcile = c.reconcile_every_minutes.to_string();
     let env = stack.function_env(&[
         ("AWS_ENDPOINT_URL", proxy.url()),
         ("RUST_LOG", "warn"),
         ("RELIST_BAND_MINUTES", &band),
+        ("RECONCILE_EVERY_MINUTES", &reconcile),
         ("FIRST_RUN_LOOKBACK_HOURS", &lookback),
         ("FETCHER_MAX_RECEIVES", &max_receives),
     ]);
@@ -1013,6 +1179,11 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
             Some(v) => {
                 let t = tick_report(&v);
                 s.duplicate_listings += t.known;
+                s.sweep_redriven += t.sweep_redriven;
+                s.sweep_expired += t.sweep_expired;
+                s.dead_letters_recovered += t.recovered;
+                s.late_found += t.late_found;
+                s.reconciled_windows += t.reconciled_windows;
                 for e in &t.errors {
                     let short: String = e.chars().take(160).collect();
                     *s.lister_errors.entry(short).or_default() += 1;
@@ -1042,31 +1213,83 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
         if step > 0 {
             emu.advance_clock(p.step);
         }
+        let t0 = Instant::now();
         last = tick(&mut lister, &mut s).await;
+        let t1 = Instant::now();
         workers = drain(workers).await;
         say(format!(
-            "step {step}/{}: emulator clock {}, tick jobs {} (completed {}), {} AWS faults, {} kills",
+            "step {step}/{}: emulator clock {}, tick {:.1} s (jobs {}, reconciled windows {}, completed {}), drain {:.1} s, {} AWS faults, {} kills",
             c.clock_steps,
             emu.now().format("%m-%d %H:%M"),
+            (t1 - t0).as_secs_f64(),
             last.jobs,
+            last.reconciled_windows,
             last.completed,
+            t1.elapsed().as_secs_f64(),
             proxy.injected().values().sum::<u64>(),
             lister.kills + workers.iter().map(|w| w.f.kills).sum::<u32>()
         ));
     }
     // Closing ticks, as the schedule keeps running: until one completes with every feed
-    // listed and nothing new to enqueue.
+    // listed and nothing handed on (listings, sweep, dead letters), and no ledger entry is
+    // open. An idle tick with entries still open (a failed entry waiting for its retry, a
+    // claim waiting for its grace, a blob for the next reconciliation pass) moves the
+    // emulator's clock past what it waits for: the lister's clock is Microsoft's.
+    let mut advanced = p.step * i32::try_from(c.clock_steps).unwrap_or(0);
     let mut closing = 0;
-    while !(last.completed && last.failures == 0 && last.jobs == 0 && !last.stopped_early) {
-        closing += 1;
-        if closing > 12 {
-            s.violations
-                .push("the lister never completed a clean tick after the last clock step".into());
+    loop {
+        let idle = last.completed && last.failures == 0 && last.jobs == 0 && !last.stopped_early;
+        let open = if idle {
+            open_entries(&stack, &emu).await
+        } else {
+            Vec::new()
+        };
+        if idle && open.is_empty() {
             break;
+        }
+        closing += 1;
+        if closing > 16 {
+            let what: Vec<String> = open
+                .iter()
+                .take(10)
+                .map(|(id, e)| format!("{id}: {e:?}"))
+                .collect();
+            s.violations.push(format!(
+                "the lister never completed a clean tick with nothing open after the last clock step (open: {})",
+                what.join("; ")
+            ));
+            break;
+        }
+        if idle {
+            let now = emu.now();
+            let by = open
+                .iter()
+                .map(|(_, e)| match e {
+                    Some(e) if e.state == BlobState::Failed => e
+                        .next_attempt_at
+                        .map_or(chrono::Duration::minutes(61), |due| {
+                            due - now + chrono::Duration::minutes(1)
+                        }),
+                    _ => chrono::Duration::minutes(61),
+                })
+                .max()
+                .unwrap_or_default()
+                .clamp(
+                    chrono::Duration::minutes(1),
+                    chrono::Duration::minutes(6 * 60 + 5),
+                );
+            emu.advance_clock(by);
+            advanced += by;
+            say(format!(
+                "{} open entries; emulator clock +{} min",
+                open.len(),
+                by.num_minutes()
+            ));
         }
         last = tick(&mut lister, &mut s).await;
         workers = drain(workers).await;
     }
+    s.closing_ticks = closing;
     say(format!(
         "collection done after {closing} closing tick(s); checking"
     ));
@@ -1120,10 +1343,19 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
     s.blobs = truth.len();
     s.late_blobs = truth.iter().filter(|b| b.late).count();
     s.expired_blobs = truth.iter().filter(|b| b.expired).count();
-    s.clock = (
-        c.clock_steps,
-        p.step.num_seconds() as f64 * f64::from(c.clock_steps) / 3600.0,
-    );
+    s.clock = (c.clock_steps, advanced.num_seconds() as f64 / 3600.0);
+    s.very_late_blobs = truth
+        .iter()
+        .filter(|b| b.available_at - b.content_created > chrono::Duration::hours(24))
+        .count();
+    s.max_late_hours = truth
+        .iter()
+        .map(|b| (b.available_at - b.content_created).num_seconds())
+        .max()
+        .unwrap_or(0) as f64
+        / 3600.0;
+    let failing = |b: &o365_emulator::BlobTruth| !b.targeted_by.is_empty();
+    s.failing_blobs = truth.iter().filter(|b| failing(b)).count();
     let by_blob: HashMap<(String, String), usize> = truth
         .iter()
         .enumerate()
@@ -1170,6 +1402,27 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
                 "blob {} of {} ({}, available {}) is not in the ledger: never listed",
                 b.content_id, b.tenant, b.content_type, b.available_at
             )),
+            Some(e) if failing(b) => {
+                // Can never be fetched: failed with its reason (retried until Microsoft
+                // expires it), or expired — never done, never left pending.
+                match e.state {
+                    BlobState::Failed
+                        if e.reason.as_deref().is_some_and(|r| !r.trim().is_empty()) =>
+                    {
+                        s.failing_blobs_failed += 1;
+                    }
+                    BlobState::Expired if b.expired => s.failing_blobs_expired += 1,
+                    other => s.violations.push(format!(
+                        "blob {} of {} fails for good ({}) but is {other:?} at the end (expired upstream: {}; reason {:?})",
+                        b.content_id,
+                        b.tenant,
+                        b.targeted_by.join(", "),
+                        b.expired,
+                        e.reason
+                    )),
+                }
+                state.insert(k, e.state);
+            }
             Some(e) => {
                 match e.state {
                     BlobState::Done => s.blobs_done += 1,
@@ -1208,10 +1461,12 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
                 .push(format!("{n} objects for blob {} on {}", parts.3, parts.2));
         }
     }
-    if raw != s.blobs_done {
+    // One raw object per blob written; a blob that fails for good may have archived what it
+    // received.
+    if raw < s.blobs_done || raw > s.blobs_done + s.failing_blobs {
         s.violations.push(format!(
-            "{raw} raw archive objects for {} blobs written",
-            s.blobs_done
+            "{raw} raw archive objects for {} blobs written ({} failing for good)",
+            s.blobs_done, s.failing_blobs
         ));
     }
     let read_stack = stack.clone();
@@ -1280,23 +1535,32 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
                 k.2, k.0, k.1
             ));
         }
-        if !holders.contains_key(k) {
-            s.violations.push(format!(
+        match holders.get(k) {
+            None => s.violations.push(format!(
                 "record {} of {}/{} was never made available (invented)",
                 k.2, k.0, k.1
-            ));
+            )),
+            Some(h) if h.iter().any(|i| failing(&truth[*i])) => {
+                s.records_saved_by_another_copy += 1;
+            }
+            Some(_) => {}
         }
     }
     for (k, h) in &holders {
         if written.contains_key(k) {
             continue;
         }
-        let lost_upstream = h.iter().all(|i| {
+        // Acceptable only when no blob holding it could be fetched: each expired upstream
+        // (ledger expired) or failing for good (ledger failed with its reason, or expired).
+        let excused = h.iter().all(|i| {
             let b = &truth[*i];
-            b.expired
-                && state.get(&(b.tenant.clone(), b.content_id.clone())) == Some(&BlobState::Expired)
+            let st = state.get(&(b.tenant.clone(), b.content_id.clone()));
+            (b.expired && st == Some(&BlobState::Expired))
+                || (failing(b) && matches!(st, Some(BlobState::Failed | BlobState::Expired)))
         });
-        if lost_upstream {
+        if excused && h.iter().any(|i| failing(&truth[*i])) {
+            s.records_only_in_failing_blobs += 1;
+        } else if excused {
             s.records_lost_upstream += 1;
         } else {
             let blobs: Vec<String> = h
@@ -1304,10 +1568,11 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
                 .map(|i| {
                     let b = &truth[*i];
                     format!(
-                        "{} ({:?}{})",
+                        "{} ({:?}{}{})",
                         b.content_id,
                         state.get(&(b.tenant.clone(), b.content_id.clone())),
-                        if b.expired { ", expired upstream" } else { "" }
+                        if b.expired { ", expired upstream" } else { "" },
+                        if failing(b) { ", fails for good" } else { "" }
                     )
                 })
                 .collect();
@@ -1327,18 +1592,52 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
         .sum();
     s.duplicates_dropped = copies.saturating_sub(s.records_written);
 
-    // --- The DLQ: exactly the poison jobs, each with its reason.
+    // --- The DLQ: the poison jobs and the jobs of blobs that fail for good, each with its
+    // reason; a real job of another blob only when SQS moved it by itself and the lister
+    // recovered it (its reason says so, the blob is done since).
     let dead = stack.dead_letters().await;
     s.dlq_messages = dead.len();
     let poison_set: BTreeSet<&String> = poison.iter().collect();
+    let mut dead_blobs: BTreeSet<(String, String)> = BTreeSet::new();
     for (body, reason) in &dead {
         if reason.trim().is_empty() {
             s.violations
                 .push(format!("dead letter without a reason: {body}"));
         }
-        if !poison_set.contains(body) {
-            s.violations
-                .push(format!("a real job was dead-lettered ({reason}): {body}"));
+        if poison_set.contains(body) {
+            continue;
+        }
+        let job: Value = serde_json::from_str(body).unwrap_or_default();
+        let key = (
+            job["tenant_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase(),
+            job["content_id"].as_str().unwrap_or_default().to_owned(),
+        );
+        let blob = by_blob.get(&key).map(|i| &truth[*i]);
+        let recovered = reason.starts_with("the fetcher never answered")
+            || reason.starts_with("moved here by SQS");
+        match blob {
+            Some(b) if failing(b) => {
+                s.dlq_failing_jobs += 1;
+                dead_blobs.insert(key);
+            }
+            Some(_) if recovered && state.get(&key) == Some(&BlobState::Done) => {
+                s.dlq_recovered_jobs += 1;
+            }
+            _ => s
+                .violations
+                .push(format!("a real job was dead-lettered ({reason}): {body}")),
+        }
+    }
+    for b in truth.iter().filter(|b| failing(b)) {
+        let key = (b.tenant.clone(), b.content_id.clone());
+        if state.get(&key) == Some(&BlobState::Failed) && !dead_blobs.contains(&key) {
+            s.violations.push(format!(
+                "blob {} of {} fails for good and is failed, but its job is not in the DLQ",
+                b.content_id, b.tenant
+            ));
         }
     }
     let dead_bodies: BTreeSet<&String> = dead.iter().map(|(b, _)| b).collect();
@@ -1384,6 +1683,12 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
     if c.duplicate_fraction > 0.0 && s.records_in_several_blobs == 0 {
         s.violations.push("no record in several blobs".into());
     }
+    if c.failing_blob_fraction > 0.0 && s.failing_blobs == 0 {
+        s.violations.push("no blob fails for good".into());
+    }
+    if c.max_late_secs > 24 * 3600 && c.late_fraction > 0.0 && s.very_late_blobs == 0 {
+        s.violations.push("no blob later than a day".into());
+    }
     drop(workers);
     drop(lister);
     let _ = std::fs::remove_dir_all(&dir);
@@ -1409,8 +1714,10 @@ mod tests {
             let made = c.tenants * 5 * p.hours as usize * per_hour as usize;
             assert!(made >= blobs || p.hours == 20, "{blobs}: {made}");
             assert!(p.relist_band_minutes <= 24 * 60, "{blobs}: {p:?}");
-            assert!(p.relist_band_minutes * 60 >= p.hours * 3600 + SKEW_SECS);
-            assert_eq!(p.late_by.last(), Some(&c.max_late_secs));
+            assert_eq!(p.late_by.last().map(|r| r.1), Some(c.max_late_secs));
+            assert!(p.late_by.iter().all(|(lo, hi)| lo <= hi));
+            // Content is late by up to 6 days: reconciliation, not the band, finds it.
+            assert!(c.max_late_secs > 5 * 24 * 3600 && c.max_late_secs <= 6 * 24 * 3600);
             let advance = p.step * i32::try_from(c.clock_steps).unwrap();
             assert!(advance >= chrono::Duration::seconds(c.max_late_secs + 1800));
         }
@@ -1452,6 +1759,7 @@ mod tests {
         );
         let s = o365_emulator::Scenario::from_toml(&text).expect("valid scenario");
         assert_eq!(s.tenants.len(), 4);
-        assert_eq!(s.faults.len(), 5);
+        assert_eq!(s.faults.len(), 6);
+        assert_eq!(s.faults[0].blob_fraction, Some(c.failing_blob_fraction));
     }
 }

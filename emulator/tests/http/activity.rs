@@ -582,3 +582,34 @@ async fn publisher_identifier_is_recorded_per_call() {
     assert_eq!(summary.by_publisher.get("(none)"), Some(&1));
     assert_eq!(summary.by_endpoint_status.get("token 200"), Some(&1));
 }
+
+#[tokio::test]
+async fn late_by_secs_max_spreads_the_delays_of_late_blobs() {
+    let scenario = base_toml().replacen(
+        "records_per_blob = 5",
+        "records_per_blob = 1\nlate_fraction = 0.5\nlate_by_secs = 7200\nlate_by_secs_max = 518400",
+        1,
+    );
+    let emu =
+        o365_emulator::Emulator::start(o365_emulator::Scenario::from_toml(&scenario).unwrap())
+            .await
+            .unwrap();
+    let delays: Vec<i64> = emu
+        .truth()
+        .into_iter()
+        .filter(|b| b.tenant == TENANT_A && b.late)
+        .map(|b| (b.available_at - b.content_created).num_seconds())
+        .collect();
+    assert!(delays.len() > 50, "{}", delays.len());
+    assert!(delays.iter().all(|d| (7200..=518_400).contains(d)));
+    assert!(delays.iter().any(|d| *d > 4 * 86_400), "some days late");
+    assert!(delays.iter().any(|d| *d < 86_400), "some within a day");
+    // A later bound below the first is refused.
+    let bad = base_toml().replacen(
+        "records_per_blob = 5",
+        "records_per_blob = 5\nlate_by_secs = 7200\nlate_by_secs_max = 60",
+        1,
+    );
+    let err = o365_emulator::Scenario::from_toml(&bad).unwrap_err();
+    assert!(err.to_string().contains("late_by_secs_max"), "{err}");
+}

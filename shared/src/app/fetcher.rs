@@ -323,12 +323,19 @@ where
         messages: &[QueueMessage],
         deadline: Option<Instant>,
     ) -> BatchReport {
-        let outcomes: Vec<(String, JobOutcome)> = futures_util::stream::iter(messages)
-            .map(|m| async move { (m.id.clone(), self.handle_until(m, deadline).await) })
-            .buffered(self.settings.concurrency.max(1))
-            .collect()
-            .await;
-        BatchReport { outcomes }
+        // Unordered: a slow job never keeps finished slots from starting the next ones.
+        let mut outcomes: Vec<(usize, String, JobOutcome)> =
+            futures_util::stream::iter(messages.iter().enumerate())
+                .map(
+                    |(i, m)| async move { (i, m.id.clone(), self.handle_until(m, deadline).await) },
+                )
+                .buffer_unordered(self.settings.concurrency.max(1))
+                .collect()
+                .await;
+        outcomes.sort_by_key(|(i, _, _)| *i);
+        BatchReport {
+            outcomes: outcomes.into_iter().map(|(_, id, o)| (id, o)).collect(),
+        }
     }
 
     /// Processes one message.
@@ -343,14 +350,6 @@ where
         deadline: Option<Instant>,
     ) -> JobOutcome {
         let stop = deadline.map(|d| d.checked_sub(self.settings.deadline_margin).unwrap_or(d));
-        if let Some(stop) = stop
-            && Instant::now() >= stop
-        {
-            // Not started: back to the queue untouched (no download, no ledger write).
-            return JobOutcome::Retry {
-                reason: "not started: the invocation's time was nearly up".into(),
-            };
-        }
         let job = match FetchJob::parse(&message.body) {
             Ok(j) => j,
             Err(e) => {
@@ -363,6 +362,19 @@ where
                     .await;
             }
         };
+        if let Some(stop) = stop
+            && Instant::now() >= stop
+        {
+            // Not started: back to the queue (no download). At its last receive it is
+            // dead-lettered with this reason and the ledger retries it, like any failure.
+            return self
+                .fail(
+                    message,
+                    Some(&job),
+                    Failure::Transient("not started: the invocation's time was nearly up".into()),
+                )
+                .await;
+        }
         match self.process(&job, stop).await {
             Ok(outcome) => {
                 if let JobOutcome::Written {

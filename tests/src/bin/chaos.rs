@@ -1,7 +1,8 @@
 //! `chaos`: the chaos suite at scale (docs/chaos.md). Thousands of blobs through the lister and
 //! fetcher binaries (release builds when present, else debug), every emulator fault, AWS errors
-//! at the adapter boundary, processes killed at random points; prints the summary table and
-//! exits non-zero when any assertion fails.
+//! at the adapter boundary, processes killed at random points, content late by up to 6 days,
+//! blobs that fail for good; prints the summary table and exits non-zero when any assertion
+//! fails.
 //!
 //! ```sh
 //! cargo build -p lister -p fetcher            # or --release, or bash scripts/lambda-build.sh
@@ -17,7 +18,8 @@ use integration_tests::runtime::preferred_binary;
 
 const HELP: &str = "chaos [--seed N (1)] [--blobs N (3000)] [--tenants N (4)] [--steps N] \
 [--fetchers N (3)] [--kill-lister P] [--kill-fetcher P] [--aws-faults P (total rate, split \
-throttle/500/drop as 3:2:1)] [--quiet]";
+throttle/500/drop as 3:2:1)] [--failing-blobs P (0.02: fraction of blobs every GET of which is \
+cut short)] [--max-late-hours H (143)] [--reconcile-every MINUTES (60)] [--quiet]";
 
 fn main() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -36,7 +38,9 @@ fn main() -> std::process::ExitCode {
             "--seed" => seed = value().parse().expect("--seed: a whole number"),
             "--blobs" => blobs = value().parse().expect("--blobs: a whole number"),
             "--tenants" | "--steps" | "--fetchers" | "--kill-lister" | "--kill-fetcher"
-            | "--aws-faults" => overrides.push((argv[i].clone(), value())),
+            | "--aws-faults" | "--failing-blobs" | "--max-late-hours" | "--reconcile-every" => {
+                overrides.push((argv[i].clone(), value()));
+            }
             "--quiet" => {
                 verbose = false;
                 i += 1;
@@ -68,6 +72,9 @@ fn main() -> std::process::ExitCode {
             "--fetchers" => c.fetchers = num(v) as usize,
             "--kill-lister" => c.kill_lister = num(v),
             "--kill-fetcher" => c.kill_fetcher = num(v),
+            "--failing-blobs" => c.failing_blob_fraction = num(v),
+            "--max-late-hours" => c.max_late_secs = (num(v) * 3600.0) as i64,
+            "--reconcile-every" => c.reconcile_every_minutes = num(v) as u32,
             "--aws-faults" => {
                 let total = num(v);
                 c.aws.throttle = total / 2.0;
