@@ -1238,7 +1238,14 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
     let mut advanced = p.step * i32::try_from(c.clock_steps).unwrap_or(0);
     let mut closing = 0;
     loop {
-        let idle = last.completed && last.failures == 0 && last.jobs == 0 && !last.stopped_early;
+        // Re-drives of the blobs that fail for good go on until Microsoft expires them (the
+        // ledger's promise): a tick whose only work is the sweep's re-drives counts as idle
+        // once the drain that follows has settled them; `open_entries` says whether anything
+        // else is still open.
+        let idle = last.completed
+            && last.failures == 0
+            && last.jobs == last.sweep_redriven
+            && !last.stopped_early;
         let open = if idle {
             open_entries(&stack, &emu).await
         } else {
@@ -1249,6 +1256,7 @@ pub async fn run(c: ChaosConfig) -> ChaosSummary {
         }
         closing += 1;
         if closing > 16 {
+            let open = open_entries(&stack, &emu).await;
             let what: Vec<String> = open
                 .iter()
                 .take(10)

@@ -419,23 +419,27 @@ where
         } else {
             format!("gave up after {} attempts: {reason}", message.receive_count)
         };
-        if let Err(e) = self.dead.dead_letter(&message.body, &reason).await {
-            tracing::error!(message_id = %message.id, error = %e, reason = %reason,
-                "dead-lettering failed; leaving the job to the queue's redrive policy");
-            return JobOutcome::Retry { reason };
-        }
+        // State first: the ledger keeps driving a failure that may heal (the sweep retries it
+        // with a growing back-off until Microsoft expires the blob); one that never can stays
+        // failed, reported. Only then the dead letter: once per blob — a blob the sweep
+        // already re-drove after an earlier dead letter is left to the ledger alone, so the
+        // DLQ holds one message per failing blob, not one per retry.
+        let mut already_reported = false;
         if let Some(job) = job {
-            // The ledger keeps driving a failure that may heal (the sweep retries it with a
-            // growing back-off until Microsoft expires the blob); one that never can stays
-            // failed, reported.
             let now = self.clock.now();
-            let previous = self
+            let previous = match self
                 .store
                 .blob_entry(&job.tenant_id, &job.content_id, now)
                 .await
-                .ok()
-                .flatten();
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(content_id = %job.content_id, error = %e, "could not read the ledger to record a failure; the job stays on the queue");
+                    return JobOutcome::Retry { reason };
+                }
+            };
             let attempts = previous.as_ref().map_or(0, |e| e.attempts);
+            already_reported = !permanent && attempts > 0;
             let entry = LedgerEntry {
                 attempts,
                 listed_at: previous.as_ref().and_then(|e| e.listed_at),
@@ -447,8 +451,26 @@ where
                 .set_blob_state(&job.tenant_id, &job.blob(), &entry)
                 .await
             {
-                tracing::warn!(content_id = %job.content_id, error = %e, "could not record the failure in the ledger");
+                tracing::warn!(content_id = %job.content_id, error = %e, "could not record the failure in the ledger; the job stays on the queue");
+                return JobOutcome::Retry { reason };
             }
+        }
+        if already_reported {
+            tracing::warn!(message_id = %message.id, tenant = %tenant, content_id = %content_id,
+                reason = %reason, "job failed again; the ledger retries it later (its dead letter was sent the first time)");
+            return JobOutcome::DeadLettered { reason };
+        }
+        if let Err(e) = self.dead.dead_letter(&message.body, &reason).await {
+            if job.is_some() {
+                // The ledger holds the failure and retries it: nothing is lost without the
+                // dead letter.
+                tracing::error!(message_id = %message.id, error = %e, reason = %reason,
+                    "dead-lettering failed; the ledger retries the blob");
+                return JobOutcome::DeadLettered { reason };
+            }
+            tracing::error!(message_id = %message.id, error = %e, reason = %reason,
+                "dead-lettering failed; leaving the job to the queue's redrive policy");
+            return JobOutcome::Retry { reason };
         }
         tracing::error!(message_id = %message.id, tenant = %tenant, content_id = %content_id,
             reason = %reason, "job dead-lettered");

@@ -8,7 +8,9 @@ use std::time::Duration;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::config::http::HttpResponse;
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
+};
 
 use super::{DeadLetter, DeadLetterInbox, DeadLetters, EnqueueReport, JobQueue, QueueError};
 use crate::aws::classify;
@@ -26,6 +28,8 @@ const CALL_ATTEMPTS: u32 = 3;
 const BASE_DELAY: Duration = Duration::from_millis(100);
 /// Longest `reason` attribute of a dead letter, in bytes.
 const MAX_REASON_BYTES: usize = 1024;
+/// Most dead letters one scan of the dead-letter queue looks at.
+const DLQ_SCAN_LIMIT: usize = 500;
 /// The `source` attribute of dead letters.
 const DEAD_LETTER_SOURCE: &str = "fetcher";
 
@@ -273,58 +277,81 @@ impl DeadLetters for SqsQueue {
 }
 
 impl DeadLetterInbox for SqsQueue {
+    /// Scans up to [`DLQ_SCAN_LIMIT`] messages: the fetcher's own dead letters (with a reason)
+    /// are held invisible while the scan goes on, so every receive brings new ones, and made
+    /// visible again at the end (operators and the DLQ alarm keep seeing them).
     async fn receive(&self, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
         let Some(dlq) = &self.dlq_url else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
-        let mut reasoned = 0usize;
-        while out.len() + reasoned < max {
-            let want = i32::try_from((max - out.len() - reasoned).min(10)).unwrap_or(10);
-            let got = with_retries("receive_dead_letters", dlq, || {
-                self.client
-                    .receive_message()
-                    .queue_url(dlq)
-                    .max_number_of_messages(want)
-                    .visibility_timeout(30)
-                    .message_attribute_names("reason")
-                    .send()
-            })
-            .await?;
-            let messages = got.messages.unwrap_or_default();
-            if messages.is_empty() {
-                break;
-            }
-            for m in messages {
-                let (Some(receipt), Some(body)) = (m.receipt_handle, m.body) else {
-                    continue;
-                };
-                let reason = m
-                    .message_attributes
-                    .as_ref()
-                    .and_then(|a| a.get("reason"))
-                    .and_then(|v| v.string_value.clone());
-                if reason.is_some() {
-                    // The fetcher's own dead letters stay where operators (and the DLQ alarm)
-                    // see them: visible again at once.
-                    let _ = self
-                        .client
-                        .change_message_visibility()
+        let mut held: Vec<String> = Vec::new();
+        let mut scanned = 0usize;
+        let result = async {
+            while out.len() < max && scanned < DLQ_SCAN_LIMIT {
+                let got = with_retries("receive_dead_letters", dlq, || {
+                    self.client
+                        .receive_message()
                         .queue_url(dlq)
-                        .receipt_handle(&receipt)
-                        .visibility_timeout(0)
+                        .max_number_of_messages(10)
+                        .visibility_timeout(60)
+                        .message_attribute_names("reason")
                         .send()
-                        .await;
-                    reasoned += 1;
-                    continue;
+                })
+                .await?;
+                let messages = got.messages.unwrap_or_default();
+                if messages.is_empty() {
+                    break;
                 }
-                out.push(DeadLetter {
-                    receipt,
-                    body,
-                    reason,
-                });
+                for m in messages {
+                    scanned += 1;
+                    let (Some(receipt), Some(body)) = (m.receipt_handle, m.body) else {
+                        continue;
+                    };
+                    let reason = m
+                        .message_attributes
+                        .as_ref()
+                        .and_then(|a| a.get("reason"))
+                        .and_then(|v| v.string_value.clone());
+                    if reason.is_some() {
+                        held.push(receipt);
+                    } else {
+                        out.push(DeadLetter {
+                            receipt,
+                            body,
+                            reason,
+                        });
+                    }
+                }
+            }
+            Ok::<(), QueueError>(())
+        }
+        .await;
+        for chunk in held.chunks(10) {
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(r)
+                        .visibility_timeout(0)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if let Err(e) = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(dlq)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                tracing::warn!(error = %e, "dead letters stay hidden for a minute (could not make them visible again)");
             }
         }
+        result?;
         Ok(out)
     }
 
