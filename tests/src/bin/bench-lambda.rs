@@ -54,6 +54,7 @@ struct Args {
     cross_blob_dedupe: bool,
     metrics_detail: String,
     throttle_rate: f64,
+    meter: bool,
 }
 
 fn args() -> Args {
@@ -65,6 +66,7 @@ fn args() -> Args {
         cross_blob_dedupe: true,
         metrics_detail: "tenant".into(),
         throttle_rate: 0.0,
+        meter: true,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -90,9 +92,14 @@ fn args() -> Args {
                 i += 1;
                 continue;
             }
+            "--no-meter" => {
+                a.meter = false;
+                i += 1;
+                continue;
+            }
             "-h" | "--help" => {
                 println!(
-                    "bench-lambda [--records-per-hour N (per content type, 400)] [--records-per-blob N (100)] [--hours H (24)] [--life-ticks N (74: 6 h of 5-min ticks and a little more; the reconciliation pass falls due after 6 h)] [--no-cross-blob-dedupe] [--metrics-detail feed|tenant|deployment] [--throttle-rate R (AF429 on listings and blobs, 0)]"
+                    "bench-lambda [--records-per-hour N (per content type, 400)] [--records-per-blob N (100)] [--hours H (24)] [--life-ticks N (74: 6 h of 5-min ticks and a little more; the reconciliation pass falls due after 6 h)] [--no-cross-blob-dedupe] [--metrics-detail feed|tenant|deployment] [--throttle-rate R (AF429 on listings and blobs, 0)] [--no-meter (no DynamoDB capacity estimates: the proxy's uncounted reads of each written item slow moto, so durations are measured without them)]"
                 );
                 std::process::exit(0);
             }
@@ -436,7 +443,11 @@ fn unit_row(label: &str, key: &str, u: Units) {
 async fn main() {
     let a = args();
     let (moto_url, moto_server) = integration_tests::moto::MotoServer::from_env_or_start();
-    let proxy = CountingProxy::start_metering(&moto_url).await;
+    let proxy = if a.meter {
+        CountingProxy::start_metering(&moto_url).await
+    } else {
+        CountingProxy::start(&moto_url).await
+    };
     let stack = Stack::create_at(&moto_url, 5).await;
     let idle_stack = Stack::create_at(&moto_url, 5).await;
     let emu = o365_emulator::Emulator::start(scenario(&a))
@@ -459,7 +470,8 @@ async fn main() {
     let dedupe = if a.cross_blob_dedupe { "true" } else { "false" };
     let overrides = [
         ("AWS_ENDPOINT_URL", proxy.url()),
-        ("RUST_LOG", "warn"),
+        // As template.yaml: the log bytes per tick and per blob are part of the cost.
+        ("RUST_LOG", "info"),
         ("CROSS_BLOB_DEDUPE", dedupe),
         ("METRICS_DETAIL", a.metrics_detail.as_str()),
     ];
@@ -555,6 +567,7 @@ async fn main() {
     let mut pass_at = None;
     let mut not_moved = 0usize;
     let life_started = Instant::now();
+    let (lister_log0, idle_log0) = (lister.logs().len(), idle_lister.logs().len());
     for _ in 0..a.life_ticks {
         emu.advance_clock(chrono::Duration::minutes(TICK_MINUTES));
         let mut f = Figures::default();
@@ -661,6 +674,15 @@ async fn main() {
         s3_bytes / per(records, 1).max(1.0),
         s3_bytes / per(blobs, 1).max(1.0)
     );
+    if !a.meter {
+        println!(
+            "--no-meter: no DynamoDB capacity estimates (the tables of units below are empty)"
+        );
+    } else {
+        println!(
+            "durations include the metering proxy's uncounted read of each item written (--no-meter for durations without it)"
+        );
+    }
     println!(
         "life: {} lister ticks 5 min apart ({steady_ticks} steady, {pass_ticks} with the reconciliation pass: {pass_windows} windows), {life_jobs} new blobs enqueued, fetched in {life_batches} batches ({life_messages} messages), an idle deployment ticking alongside; {life_secs:.1} s; feed ticks in which a cursor did not move: {not_moved}",
         a.life_ticks
@@ -759,174 +781,185 @@ async fn main() {
         }
     }
 
-    // (a) Per blob over its life.
-    let passes_per_life = 7.0 * 24.0 * 60.0 / RECONCILE_MINUTES as f64;
-    let covered = pass_at.map_or(0, |at| {
-        let from = t0 - chrono::Duration::hours(FIRST_RUN_LOOKBACK_HOURS);
-        let to = at - chrono::Duration::minutes(BAND_MINUTES);
-        emu.truth()
-            .iter()
-            .filter(|b| {
-                b.tenant == TENANT
-                    && b.available
-                    && b.content_created >= from
-                    && b.content_created < to
-            })
-            .count() as u64
-    });
-    let steady_jobs_f = (steady_jobs as f64).max(1.0);
-    let life_messages_f = (life_messages as f64).max(1.0);
-    println!();
-    println!(
-        "## (a) DynamoDB and SQS per blob over its life (steady state: {steady_jobs} new blobs in {steady_ticks} steady ticks; the pass covered {covered} blobs, and a blob is in {passes_per_life:.0} passes over its 7 days; the fetcher's {life_messages} jobs of the life ticks)"
-    );
-    println!(
-        "| step | request item | requests per blob | WRU per blob | RRU per blob | mean item bytes |"
-    );
-    println!("|---|---|---:|---:|---:|---:|");
-    let mut total = Units::default();
-    for (k, c) in steady_p.capacity.iter().filter(|(k, _)| !is_fixed(k)) {
-        let u = Units::of(c).scaled(1.0 / steady_jobs_f);
-        unit_row("lister: new blobs, live-tail re-listings", k, u);
-        total = total.plus(u);
-    }
-    for (k, n) in steady_p.other_requests().filter(|(k, _)| !is_fixed(k)) {
+    if a.meter {
+        // (a) Per blob over its life.
+        let passes_per_life = 7.0 * 24.0 * 60.0 / RECONCILE_MINUTES as f64;
+        let covered = pass_at.map_or(0, |at| {
+            let from = t0 - chrono::Duration::hours(FIRST_RUN_LOOKBACK_HOURS);
+            let to = at - chrono::Duration::minutes(BAND_MINUTES);
+            emu.truth()
+                .iter()
+                .filter(|b| {
+                    b.tenant == TENANT
+                        && b.available
+                        && b.content_created >= from
+                        && b.content_created < to
+                })
+                .count() as u64
+        });
+        let steady_jobs_f = (steady_jobs as f64).max(1.0);
+        let life_messages_f = (life_messages as f64).max(1.0);
+        println!();
         println!(
-            "| lister: enqueue | {k} | {:.3} | | | |",
-            *n as f64 / steady_jobs_f
+            "## (a) DynamoDB and SQS per blob over its life (steady state: {steady_jobs} new blobs in {steady_ticks} steady ticks; the pass covered {covered} blobs, and a blob is in {passes_per_life:.0} passes over its 7 days; the fetcher's {life_messages} jobs of the life ticks)"
         );
-    }
-    // The pass: what its tick did beyond a steady tick, per blob it covered, × passes.
-    let steady_n = (steady_ticks as f64).max(1.0);
-    if covered > 0 {
-        for (k, c) in pass_p.capacity.iter().filter(|(k, _)| !is_fixed(k)) {
-            let avg = steady_p
-                .capacity
-                .get(k)
-                .map_or(Units::default(), |s| Units::of(s).scaled(1.0 / steady_n));
-            let u = Units::of(c)
-                .minus(avg)
-                .scaled(passes_per_life / covered as f64);
-            unit_row(
-                &format!("reconciliation: {passes_per_life:.0} passes"),
-                k,
-                u,
-            );
+        println!(
+            "| step | request item | requests per blob | WRU per blob | RRU per blob | mean item bytes |"
+        );
+        println!("|---|---|---:|---:|---:|---:|");
+        let mut total = Units::default();
+        for (k, c) in steady_p.capacity.iter().filter(|(k, _)| !is_fixed(k)) {
+            let u = Units::of(c).scaled(1.0 / steady_jobs_f);
+            unit_row("lister: new blobs, live-tail re-listings", k, u);
             total = total.plus(u);
         }
-    }
-    for (k, c) in life_fetch_p
-        .capacity
-        .iter()
-        .filter(|(k, _)| !k.contains("record-claim"))
-    {
-        let u = Units::of(c).scaled(1.0 / life_messages_f);
-        unit_row("fetcher", k, u);
-        total = total.plus(u);
-    }
-    for (k, n) in life_fetch_p
-        .other_requests()
-        .filter(|(k, _)| k.starts_with("sqs."))
-    {
+        for (k, n) in steady_p.other_requests().filter(|(k, _)| !is_fixed(k)) {
+            println!(
+                "| lister: enqueue | {k} | {:.3} | | | |",
+                *n as f64 / steady_jobs_f
+            );
+        }
+        // The pass: what its tick did beyond a steady tick, per blob it covered, × passes.
+        let steady_n = (steady_ticks as f64).max(1.0);
+        if covered > 0 {
+            for (k, c) in pass_p.capacity.iter().filter(|(k, _)| !is_fixed(k)) {
+                let avg = steady_p
+                    .capacity
+                    .get(k)
+                    .map_or(Units::default(), |s| Units::of(s).scaled(1.0 / steady_n));
+                let u = Units::of(c)
+                    .minus(avg)
+                    .scaled(passes_per_life / covered as f64);
+                unit_row(
+                    &format!("reconciliation: {passes_per_life:.0} passes"),
+                    k,
+                    u,
+                );
+                total = total.plus(u);
+            }
+        }
+        for (k, c) in life_fetch_p
+            .capacity
+            .iter()
+            .filter(|(k, _)| !k.contains("record-claim"))
+        {
+            let u = Units::of(c).scaled(1.0 / life_messages_f);
+            unit_row("fetcher", k, u);
+            total = total.plus(u);
+        }
+        for (k, n) in life_fetch_p
+            .other_requests()
+            .filter(|(k, _)| k.starts_with("sqs."))
+        {
+            println!(
+                "| fetcher | {k} | {:.3} | | | |",
+                *n as f64 / life_messages_f
+            );
+        }
         println!(
-            "| fetcher | {k} | {:.3} | | | |",
-            *n as f64 / life_messages_f
+            "| event source mapping | sqs.ReceiveMessage + sqs.DeleteMessageBatch | {:.3} | | | |",
+            (life_batches * 2) as f64 / life_messages_f
+        );
+        println!(
+            "| **total DynamoDB, record claims excluded** | | {:.2} | **{:.2}** | **{:.2}** | |",
+            total.requests, total.wru, total.rru
+        );
+        println!(
+            "target ≤ 3 WRU + 2 RRU per blob: WRU {} ({:.2}), RRU {} ({:.2})",
+            if total.wru <= 3.0 { "met" } else { "NOT met" },
+            total.wru,
+            if total.rru <= 2.0 { "met" } else { "NOT met" },
+            total.rru
+        );
+
+        // (b) Per record: the cross-blob claims (collection phase: the largest sample).
+        println!();
+        println!(
+            "## (b) Cross-blob record claims per record (collection: {records} records in {blobs} blobs; CROSS_BLOB_DEDUPE={dedupe})"
+        );
+        println!(
+            "| request item | per record | WRU per record | RRU per record | mean item bytes |"
+        );
+        println!("|---|---:|---:|---:|---:|");
+        let r = (records as f64).max(1.0);
+        for (k, c) in fetch_p
+            .capacity
+            .iter()
+            .filter(|(k, _)| k.contains("record-claim"))
+        {
+            let u = Units::of(c);
+            println!(
+                "| {k} | {:.3} | {:.3} | {:.3} | {:.0} |",
+                u.requests / r,
+                u.wru / r,
+                u.rru / r,
+                u.mean_bytes()
+            );
+        }
+
+        // (c) Per idle tenant per tick: the idle deployment (one tenant, no audit activity).
+        let idle_n = (idle_steady_ticks as f64).max(1.0);
+        let ticks_per_pass = (RECONCILE_MINUTES / TICK_MINUTES) as f64;
+        let scale_pass = if idle_pass_windows == 0 {
+            0.0
+        } else {
+            FULL_PASS_WINDOWS * 5.0 / idle_pass_windows as f64
+        };
+        println!();
+        println!(
+            "## (c) The lister's fixed cost per idle tenant per tick ({idle_steady_ticks} steady ticks of the idle deployment; its pass tick listed {idle_pass_windows} windows, a pass over the whole 7 days lists {FULL_PASS_WINDOWS:.0} per feed × 5 feeds, one every {ticks_per_pass:.0} ticks)"
+        );
+        println!(
+            "| request item | per steady tick | pass, beyond a steady tick, scaled to 7 days | average per tick | WRU per tick | RRU per tick |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|");
+        let mut keys: BTreeSet<&String> = idle_steady_p.capacity.keys().collect();
+        keys.extend(idle_pass_p.capacity.keys());
+        let (mut idle_wru, mut idle_rru) = (0.0, 0.0);
+        for k in keys {
+            let steady = idle_steady_p
+                .capacity
+                .get(k)
+                .map_or(Units::default(), |c| Units::of(c).scaled(1.0 / idle_n));
+            let extra = idle_pass_p
+                .capacity
+                .get(k)
+                .map_or(Units::default(), Units::of)
+                .minus(steady)
+                .scaled(scale_pass);
+            let avg = steady.plus(extra.scaled(1.0 / ticks_per_pass));
+            idle_wru += avg.wru;
+            idle_rru += avg.rru;
+            println!(
+                "| {k} | {:.2} | {:.1} | {:.3} | {:.3} | {:.3} |",
+                steady.requests, extra.requests, avg.requests, avg.wru, avg.rru
+            );
+        }
+        for (k, n) in idle_steady_p.other_requests() {
+            let steady = *n as f64 / idle_n;
+            let pass = idle_pass_p.requests.get(k).copied().unwrap_or(0) as f64;
+            let extra = (pass - steady).max(0.0) * scale_pass;
+            println!(
+                "| {k} | {steady:.2} | {extra:.1} | {:.3} | | |",
+                steady + extra / ticks_per_pass
+            );
+        }
+        println!("| **total DynamoDB** | | | | **{idle_wru:.3}** | **{idle_rru:.3}** |");
+        let idle_ms = idle_microsoft(&emu);
+        println!(
+            "Microsoft (free) for the idle tenant: {idle_ms} requests in {} ticks, the first included ({:.2} per tick)",
+            a.life_ticks + 1,
+            idle_ms as f64 / f64::from(a.life_ticks + 1),
         );
     }
-    println!(
-        "| event source mapping | sqs.ReceiveMessage + sqs.DeleteMessageBatch | {:.3} | | | |",
-        (life_batches * 2) as f64 / life_messages_f
-    );
-    println!(
-        "| **total DynamoDB, record claims excluded** | | {:.2} | **{:.2}** | **{:.2}** | |",
-        total.requests, total.wru, total.rru
-    );
-    println!(
-        "target ≤ 3 WRU + 2 RRU per blob: WRU {} ({:.2}), RRU {} ({:.2})",
-        if total.wru <= 3.0 { "met" } else { "NOT met" },
-        total.wru,
-        if total.rru <= 2.0 { "met" } else { "NOT met" },
-        total.rru
-    );
-
-    // (b) Per record: the cross-blob claims (collection phase: the largest sample).
+    let ticks = f64::from(a.life_ticks).max(1.0);
     println!();
     println!(
-        "## (b) Cross-blob record claims per record (collection: {records} records in {blobs} blobs; CROSS_BLOB_DEDUPE={dedupe})"
+        "## CloudWatch Logs (RUST_LOG=info as template.yaml; JSON logs and EMF lines, without Lambda's own START/END/REPORT lines): lister {:.0} bytes per life tick (active tenant), {:.0} bytes per life tick (idle tenant), fetcher {:.0} bytes per blob",
+        (lister.logs().len() - lister_log0) as f64 / ticks,
+        (idle_lister.logs().len() - idle_log0) as f64 / ticks,
+        fetcher.logs().len() as f64 / ((messages + life_messages) as f64).max(1.0)
     );
-    println!("| request item | per record | WRU per record | RRU per record | mean item bytes |");
-    println!("|---|---:|---:|---:|---:|");
-    let r = (records as f64).max(1.0);
-    for (k, c) in fetch_p
-        .capacity
-        .iter()
-        .filter(|(k, _)| k.contains("record-claim"))
-    {
-        let u = Units::of(c);
-        println!(
-            "| {k} | {:.3} | {:.3} | {:.3} | {:.0} |",
-            u.requests / r,
-            u.wru / r,
-            u.rru / r,
-            u.mean_bytes()
-        );
-    }
-
-    // (c) Per idle tenant per tick: the idle deployment (one tenant, no audit activity).
-    let idle_n = (idle_steady_ticks as f64).max(1.0);
-    let ticks_per_pass = (RECONCILE_MINUTES / TICK_MINUTES) as f64;
-    let scale_pass = if idle_pass_windows == 0 {
-        0.0
-    } else {
-        FULL_PASS_WINDOWS * 5.0 / idle_pass_windows as f64
-    };
-    println!();
-    println!(
-        "## (c) The lister's fixed cost per idle tenant per tick ({idle_steady_ticks} steady ticks of the idle deployment; its pass tick listed {idle_pass_windows} windows, a pass over the whole 7 days lists {FULL_PASS_WINDOWS:.0} per feed × 5 feeds, one every {ticks_per_pass:.0} ticks)"
-    );
-    println!(
-        "| request item | per steady tick | pass, beyond a steady tick, scaled to 7 days | average per tick | WRU per tick | RRU per tick |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|");
-    let mut keys: BTreeSet<&String> = idle_steady_p.capacity.keys().collect();
-    keys.extend(idle_pass_p.capacity.keys());
-    let (mut idle_wru, mut idle_rru) = (0.0, 0.0);
-    for k in keys {
-        let steady = idle_steady_p
-            .capacity
-            .get(k)
-            .map_or(Units::default(), |c| Units::of(c).scaled(1.0 / idle_n));
-        let extra = idle_pass_p
-            .capacity
-            .get(k)
-            .map_or(Units::default(), Units::of)
-            .minus(steady)
-            .scaled(scale_pass);
-        let avg = steady.plus(extra.scaled(1.0 / ticks_per_pass));
-        idle_wru += avg.wru;
-        idle_rru += avg.rru;
-        println!(
-            "| {k} | {:.2} | {:.1} | {:.3} | {:.3} | {:.3} |",
-            steady.requests, extra.requests, avg.requests, avg.wru, avg.rru
-        );
-    }
-    for (k, n) in idle_steady_p.other_requests() {
-        let steady = *n as f64 / idle_n;
-        let pass = idle_pass_p.requests.get(k).copied().unwrap_or(0) as f64;
-        let extra = (pass - steady).max(0.0) * scale_pass;
-        println!(
-            "| {k} | {steady:.2} | {extra:.1} | {:.3} | | |",
-            steady + extra / ticks_per_pass
-        );
-    }
-    println!("| **total DynamoDB** | | | | **{idle_wru:.3}** | **{idle_rru:.3}** |");
-    let idle_ms = idle_microsoft(&emu);
-    println!(
-        "Microsoft (free) for the idle tenant: {idle_ms} requests in {} ticks, the first included ({:.2} per tick)",
-        a.life_ticks + 1,
-        idle_ms as f64 / f64::from(a.life_ticks + 1),
-    );
-
     println!();
     println!(
         "## CloudWatch custom metrics (METRICS_DETAIL={}): {} series for the active tenant (all functions), {} for the idle tenant (lister only)",
