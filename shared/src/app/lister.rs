@@ -122,7 +122,8 @@ pub struct FeedReport {
     pub reconciled_windows: u32,
     /// Largest lateness (first listing − `contentCreated`) among new blobs, in seconds.
     pub max_lateness_secs: Option<i64>,
-    /// The cursor after this run.
+    /// Where the live tail got to in this run (an idle feed's cursor is written once it has
+    /// moved 30 minutes).
     pub cursor: Option<DateTime<Utc>>,
     /// Where the reconciliation pass under way stands (`None`: none under way).
     pub reconcile_from: Option<DateTime<Utc>>,
@@ -442,17 +443,33 @@ where
             active = more;
         }
     }
-    // Whatever is unsaved (an idle feed's moved cursor) is saved once at the end.
-    let mut feeds_out = Vec::with_capacity(done.len());
-    for mut f in done {
-        f.save(&ctx).await;
-        f.log();
-        feeds_out.push(f.report);
-    }
+    // Whatever is unsaved is saved once at the end, feeds at once.
+    let mut feeds_out: Vec<FeedReport> = futures_util::stream::iter(done)
+        .map(|mut f| {
+            let ctx = &ctx;
+            async move {
+                if f.save_needed() {
+                    f.save(ctx).await;
+                } else if let Some(p) = &f.pending {
+                    // Listed up to here; saved once it has moved IDLE_SAVE_EVERY.
+                    f.report.cursor = Some(p.listed_until);
+                    f.report.reconcile_from = p.reconcile_from;
+                    f.report.reconciled_at = p.reconciled_at;
+                }
+                f.log();
+                f.report
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
     feeds_out.sort_by(|a, b| (&a.tenant, a.content_type).cmp(&(&b.tenant, b.content_type)));
     report.feeds = feeds_out;
     Ok(report)
 }
+
+/// An idle feed's cursor is saved once it has moved this far (see `FeedRun::save_needed`).
+const IDLE_SAVE_EVERY: Duration = Duration::minutes(30);
 
 /// How a unit of listing work ended.
 enum Progress {
@@ -728,12 +745,31 @@ impl<A: ActivityApi> FeedRun<A> {
                 }
             }
         }
+        // The position is saved with the cursor at the end of the run (a crash re-lists a few
+        // windows, which costs listings, never a blob).
         self.set_pending(|c| {
             c.reconcile_from = Some(from);
             c.reconcile_started = Some(started);
         });
-        self.save(ctx).await;
         self.backlog = self.report.error.is_none() && !self.report.stopped_early && self.loaded;
+    }
+
+    /// False when the only change to save is an idle feed's cursor moving less than
+    /// [`IDLE_SAVE_EVERY`]: the next listing starts from the saved cursor minus the band
+    /// anyway, so skipping the write loses nothing and saves most of an idle tenant's writes.
+    fn save_needed(&self) -> bool {
+        let (Some(pending), Some(saved)) = (self.pending.as_ref(), self.cursor.as_ref()) else {
+            return self.pending.is_some();
+        };
+        let saved = &saved.value;
+        let only_moved = Cursor {
+            listed_until: saved.listed_until,
+            skew_ms: saved.skew_ms,
+            ..pending.clone()
+        } == *saved;
+        !(only_moved
+            && self.report.enqueued + self.report.redriven + self.report.refused == 0
+            && pending.listed_until - saved.listed_until < IDLE_SAVE_EVERY)
     }
 
     /// Lists one window and hands its blobs on.

@@ -85,12 +85,32 @@ const CLAIM_CONCURRENCY: usize = 32;
 pub struct DynamoDbStore {
     client: Client,
     table: String,
+    /// Listed-blob summaries this process has read or written: they only grow, so what is
+    /// cached is always true, and a warm Lambda re-lists its band and reconciles without
+    /// reading them again (a blob another lister added since costs a claim attempt instead).
+    seen_cache: std::sync::Arc<std::sync::Mutex<SeenCache>>,
 }
+
+/// Summaries by (tenant, content type, hour).
+type SeenCache = std::collections::HashMap<(String, ContentType, i64), HashSet<u64>>;
+
+/// Summaries older than this are dropped from the cache (Microsoft keeps content 7 days).
+const SEEN_CACHE_HOURS: i64 = 8 * 24;
 
 impl DynamoDbStore {
     /// A store on `table` (the stack's `STATE_TABLE`).
     pub fn new(client: Client, table: String) -> DynamoDbStore {
-        DynamoDbStore { client, table }
+        DynamoDbStore {
+            client,
+            table,
+            seen_cache: std::sync::Arc::default(),
+        }
+    }
+
+    fn seen_cache(&self) -> std::sync::MutexGuard<'_, SeenCache> {
+        self.seen_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The table name.
@@ -854,11 +874,31 @@ impl StateStore for DynamoDbStore {
         content_type: ContentType,
         hour: DateTime<Utc>,
     ) -> Result<HashSet<u64>, StoreError> {
-        let sk = seen_sk(content_type, hour);
-        match self.get("seen", tenant_pk(tenant), sk.clone()).await? {
-            None => Ok(HashSet::new()),
-            Some(item) => decode_seen(&item, &format!("listed-blob summary {tenant}/{sk}")),
+        let key = (tenant.to_string(), content_type, hour.timestamp());
+        if let Some(cached) = self.seen_cache().get(&key) {
+            return Ok(cached.clone());
         }
+        let sk = seen_sk(content_type, hour);
+        // Eventually consistent: a summary only grows, and a digest missing from a stale read
+        // costs a claim attempt (which finds the blob), never a second job.
+        let out = send_retrying!(
+            self.client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", AttributeValue::S(tenant_pk(tenant)))
+                .key("sk", AttributeValue::S(sk.clone()))
+                .consistent_read(false)
+        )
+        .map_err(|e| self.err("seen", &e))?;
+        let set = match out.item.filter(|i| !i.is_empty()) {
+            None => HashSet::new(),
+            Some(item) => decode_seen(&item, &format!("listed-blob summary {tenant}/{sk}"))?,
+        };
+        let mut cache = self.seen_cache();
+        let oldest = Utc::now().timestamp() - SEEN_CACHE_HOURS * 3600;
+        cache.retain(|k, _| k.2 >= oldest);
+        cache.entry(key).or_default().extend(set.iter().copied());
+        Ok(set)
     }
 
     async fn add_seen(
@@ -888,6 +928,14 @@ impl StateStore for DynamoDbStore {
                 .expression_attribute_values(":ttl", n(seen_ttl(hour).timestamp()))
         )
         .map_err(|e| self.err("add_seen", &e))?;
+        // Only what is durably in the summary enters the cache (and only for a summary read
+        // before: a partial set must not stand in for one never read).
+        if let Some(cached) =
+            self.seen_cache()
+                .get_mut(&(tenant.to_string(), content_type, hour.timestamp()))
+        {
+            cached.extend(digests.iter().copied());
+        }
         Ok(())
     }
 
