@@ -365,34 +365,7 @@ where
         .await;
     // 1. The live tail of every feed, in rounds: every feed's first round before anyone's
     //    second.
-    let mut done: Vec<FeedRun<P::Api>> = Vec::new();
-    let mut active = feeds;
-    loop {
-        let round: Vec<FeedRun<P::Api>> = futures_util::stream::iter(active)
-            .map(|mut f| {
-                let ctx = &ctx;
-                async move {
-                    f.live_round(ctx).await;
-                    f
-                }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        let (more, finished): (Vec<_>, Vec<_>) = round.into_iter().partition(|f| f.backlog);
-        done.extend(finished);
-        if more.is_empty() {
-            break;
-        }
-        if ctx.time_up() {
-            for mut f in more {
-                f.report.stopped_early = true;
-                done.push(f);
-            }
-            break;
-        }
-        active = more;
-    }
+    let mut done = in_rounds(&ctx, feeds, Phase::Live, concurrency).await;
     // 2. The sweep, per tenant.
     if !ctx.time_up() {
         report.sweeps = futures_util::stream::iter(swept)
@@ -407,41 +380,11 @@ where
     }
     // 3. Reconciliation, in rounds like the live tail.
     if settings.reconcile_every.is_some() {
-        let mut active: Vec<FeedRun<P::Api>> = Vec::new();
-        let mut rest = Vec::new();
-        for f in done {
-            if f.report.error.is_none() && f.cursor.is_some() && !f.report.stopped_early {
-                active.push(f);
-            } else {
-                rest.push(f);
-            }
-        }
+        let (active, mut rest): (Vec<_>, Vec<_>) = done.into_iter().partition(|f| {
+            f.report.error.is_none() && f.cursor.is_some() && !f.report.stopped_early
+        });
+        rest.extend(in_rounds(&ctx, active, Phase::Reconcile, concurrency).await);
         done = rest;
-        while !active.is_empty() {
-            if ctx.time_up() {
-                for mut f in active {
-                    if f.reconcile_pending(&ctx) {
-                        f.report.stopped_early = true;
-                    }
-                    done.push(f);
-                }
-                break;
-            }
-            let round: Vec<FeedRun<P::Api>> = futures_util::stream::iter(active)
-                .map(|mut f| {
-                    let ctx = &ctx;
-                    async move {
-                        f.reconcile_round(ctx).await;
-                        f
-                    }
-                })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
-            let (more, finished): (Vec<_>, Vec<_>) = round.into_iter().partition(|f| f.backlog);
-            done.extend(finished);
-            active = more;
-        }
     }
     // Whatever is unsaved is saved once at the end, feeds at once.
     let mut feeds_out: Vec<FeedReport> = futures_util::stream::iter(done)
@@ -466,6 +409,63 @@ where
     feeds_out.sort_by(|a, b| (&a.tenant, a.content_type).cmp(&(&b.tenant, b.content_type)));
     report.feeds = feeds_out;
     Ok(report)
+}
+
+/// Which part of a tick a round belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The live tail.
+    Live,
+    /// The reconciliation pass.
+    Reconcile,
+}
+
+/// Runs `phase` over `feeds` in rounds (a few windows per feed per round, every feed's round
+/// before anyone's next) until no feed has work left or the deadline is near; feeds stopped by
+/// the deadline with work left are marked `stopped_early`. The live tail always gets its first
+/// round.
+async fn in_rounds<S, Q, C, A>(
+    ctx: &Ctx<'_, S, Q, C>,
+    feeds: Vec<FeedRun<A>>,
+    phase: Phase,
+    concurrency: usize,
+) -> Vec<FeedRun<A>>
+where
+    S: StateStore,
+    Q: JobQueue,
+    C: Clock,
+    A: ActivityApi,
+{
+    let mut done = Vec::new();
+    let mut active = feeds;
+    let mut first = true;
+    while !active.is_empty() {
+        if !(first && phase == Phase::Live) && ctx.time_up() {
+            for mut f in active {
+                if phase == Phase::Live || f.reconcile_pending(ctx) {
+                    f.report.stopped_early = true;
+                }
+                done.push(f);
+            }
+            break;
+        }
+        first = false;
+        let round: Vec<FeedRun<A>> = futures_util::stream::iter(active)
+            .map(|mut f| async move {
+                match phase {
+                    Phase::Live => f.live_round(ctx).await,
+                    Phase::Reconcile => f.reconcile_round(ctx).await,
+                }
+                f
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let (more, finished): (Vec<_>, Vec<_>) = round.into_iter().partition(|f| f.backlog);
+        done.extend(finished);
+        active = more;
+    }
+    done
 }
 
 /// An idle feed's cursor is saved once it has moved this far (see `FeedRun::save_needed`).
